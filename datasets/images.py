@@ -1,0 +1,94 @@
+"""Image decoding through OpenCV: any of RGB, RGBA, grayscale, 16-bit, float and TIFF to RGB uint8.
+
+Everything downstream (models, explainers, overlays) sees one format: an RGB ``uint8`` array of
+shape (H, W, 3). Decoding goes through ``np.fromfile`` + ``cv2.imdecode`` so that paths with
+non-ASCII characters work on every platform.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # errors only: a corrupt file is reported once, by us, in bad_files.csv
+
+
+class UnreadableImageError(ValueError):
+    """Raised when a file cannot be decoded as an image; the message is the reason."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads an image file as RGB uint8 (H, W, 3).
+
+    Grayscale is replicated to three channels, alpha is dropped, 16-bit and float images are
+    scaled to 8 bits.
+
+    Raises:
+        UnreadableImageError: the file is missing, empty, truncated or not an image.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise UnreadableImageError(f"cannot be read: {err.strerror or err}") from err
+    if data.size == 0:
+        raise UnreadableImageError("empty file (0 bytes)")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise UnreadableImageError("cannot be decoded: corrupt, truncated or not an image")
+    return _to_rgb_uint8(image)
+
+
+def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    image = _to_uint8(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise UnreadableImageError(f"unsupported number of channels: {channels}")
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        scale = 255.0 if np.nanmax(image) <= 1.0 else 1.0
+        return np.clip(np.nan_to_num(image) * scale, 0, 255).astype(np.uint8)
+    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Reads a mask as a boolean (H, W) array, resized with nearest neighbour to ``size`` (H, W)."""
+    mask = read_image(path)[..., 0] > 127
+    if size is not None and mask.shape != tuple(size):
+        mask = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return mask
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Writes an RGB (or single-channel) uint8 image; the format follows the file extension."""
+    path = Path(path)
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(path.suffix, bgr)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode {path.suffix!r} images: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded.tofile(str(path))
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resizes to a square ``size`` x ``size``; area interpolation when shrinking, linear otherwise."""
+    shrinking = image.shape[0] > size or image.shape[1] > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
