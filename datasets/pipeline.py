@@ -1,0 +1,89 @@
+"""``tf.data`` pipelines from image tables.
+
+Images are decoded once by OpenCV (through ``tf.numpy_function``), resized, cached as
+``uint8`` and, for training, shuffled and augmented with label-aware D4 transforms. Models
+take float32 RGB in [0, 255]; each model scales its own input. A single-input model gets the
+image tensor; SedNet gets ``{"whole": image, "local": crop}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from datasets.augment import dihedral_augment
+from datasets.images import read_image, resize
+from datasets.proposals import local_box
+from datasets.tables import BOX_COLUMNS
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model eats: the whole image's side and, for SedNet, the local crop's side."""
+
+    image_size: int
+    local_size: int | None = None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("whole", "local") if self.local_size else ("image",)
+
+
+def load_example(path: str, box: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ...]:
+    """Decodes one image into the model's inputs: uint8 (S, S, 3) and, for SedNet, its crop."""
+    image = read_image(path)
+    whole = resize(image, spec.image_size)
+    if not spec.local_size:
+        return (whole,)
+    x0, y0, x1, y1 = local_box(image, box)
+    return whole, resize(image[y0:y1, x0:x1], spec.local_size)
+
+
+def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpec, batch_size: int,
+                 training: bool = False, mirror: np.ndarray | None = None, seed: int = 0,
+                 cache: bool = True) -> tf.data.Dataset:
+    """Batches of ``(inputs, one_hot_labels)`` for ``model.fit`` / ``model.evaluate``.
+
+    Args:
+        table: rows with ``path``, ``label`` and box columns (see datasets.tables).
+        training: shuffle (seeded, reshuffled every epoch) and augment.
+        mirror: class index map applied on a flip (datasets.augment.mirror_permutation);
+            None disables augmentation.
+        cache: keep decoded images in memory after the first epoch.
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = table["label"].map(index).to_numpy(np.int32)
+    boxes = table[BOX_COLUMNS].to_numpy(np.float32)
+    sizes = [spec.image_size] + ([spec.local_size] if spec.local_size else [])
+
+    def load(path, box, label):
+        arrays = tf.numpy_function(lambda p, b: load_example(p.decode(), b, spec), [path, box],
+                                   [tf.uint8] * len(sizes), stateful=False)
+        for array, size in zip(arrays, sizes):
+            array.set_shape((size, size, 3))
+        return tuple(arrays), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((table["path"].to_numpy(str), boxes, labels))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(len(table), seed=seed, reshuffle_each_iteration=True)
+        if mirror is not None:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            mirror = tf.constant(mirror, tf.int32)
+            dataset = tf.data.Dataset.zip(dataset, seeds).map(
+                lambda example, s: dihedral_augment(*example, mirror, s),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    names, depth = spec.input_names, len(class_names)
+
+    def to_model_inputs(arrays, label):
+        floats = [tf.cast(a, tf.float32) for a in arrays]
+        inputs = dict(zip(names, floats)) if len(floats) > 1 else floats[0]
+        return inputs, tf.one_hot(label, depth)
+
+    return dataset.map(to_model_inputs).batch(batch_size).prefetch(tf.data.AUTOTUNE)

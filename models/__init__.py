@@ -1,0 +1,83 @@
+"""Model builders and the one registry: ``build_model(name, num_classes, input_shape, ...)``.
+
+Every classifier outputs logits and names its last spatial feature layer ``features``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from models import sednet, transfer
+from models.transfer import WeightsError, unfreeze_top
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder and the facts the trainer needs before building it."""
+
+    builder: Callable[..., keras.Model]
+    min_input_size: int
+    default_weights: str | None
+    uses_local_input: bool = False
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register(name: str, entry: ModelEntry) -> None:
+    """Adds a model to the registry; a duplicate name is an error."""
+    if name in MODELS:
+        raise ValueError(f"A model named {name!r} is already registered.")
+    MODELS[name] = entry
+
+
+register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, uses_local_input=True))
+for _name, _backbone in transfer.BACKBONES.items():
+    register(_name, ModelEntry(partial(transfer.build_transfer_model, _name),
+                               _backbone.min_input_size, "imagenet"))
+
+
+def parse_weights(weights: str | os.PathLike | None) -> str | None:
+    """Maps the CLI's ``imagenet`` / ``none`` / PATH to what the builders take."""
+    if weights is None or str(weights).lower() in ("none", ""):
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    return str(Path(weights).expanduser())
+
+
+def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights="default",
+                **options) -> keras.Model:
+    """Builds a registered model.
+
+    Args:
+        name: a key of ``MODELS``.
+        num_classes: number of logits.
+        input_shape: (H, W, C) of the (whole) image.
+        weights: ``"default"`` (the model's usual: ImageNet for backbones, none for SedNet),
+            ``"imagenet"``, ``"none"``/None, or a path to a local weights file.
+        **options: builder options, e.g. ``local_shape`` and ``shared_branches`` for SedNet.
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+        WeightsError: missing weights file or failed download, with what to pass instead.
+    """
+    if name not in MODELS:
+        raise KeyError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    entry = MODELS[name]
+    weights = entry.default_weights if weights == "default" else parse_weights(weights)
+    if entry.default_weights is None and weights == "imagenet":
+        raise WeightsError(f"{name} has no ImageNet weights; pass --weights none or a weights file.")
+    if weights is not None and weights != "imagenet" and not Path(weights).is_file():
+        raise WeightsError(f"Weights file not found: {weights}. Pass --weights none, or the "
+                           "path of an existing weights file.")
+    return entry.builder(num_classes=num_classes, input_shape=tuple(input_shape), weights=weights, **options)
+
+
+__all__ = ["MODELS", "ModelEntry", "WeightsError", "build_model", "parse_weights", "register", "unfreeze_top"]

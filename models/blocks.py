@@ -1,0 +1,48 @@
+"""Shared building blocks: conv-BN-ReLU, residual blocks, squeeze-and-excitation."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def conv_bn_relu(x, filters: int, kernel_size: int = 3, strides: int = 1, name: str = "conv"):
+    """A bias-free convolution, batch normalisation and ReLU."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
+                      name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def residual_block(x, filters: int, strides: int = 1, name: str = "res"):
+    """The basic two-convolution residual block of He et al., 2016 ("Deep Residual Learning
+    for Image Recognition"), with a 1x1 projection shortcut when the shape changes."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    x = conv_bn_relu(x, filters, strides=strides, name=f"{name}_a")
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_b_bn")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def squeeze_excite(x, ratio: int = 4, name: str = "se"):
+    """Channel attention of Hu et al., 2018 ("Squeeze-and-Excitation Networks")."""
+    channels = x.shape[-1]
+    weights = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(x)
+    weights = layers.Conv2D(max(channels // ratio, 4), 1, activation="relu", name=f"{name}_reduce")(weights)
+    weights = layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_expand")(weights)
+    return layers.Multiply(name=f"{name}_scale")([x, weights])
+
+
+def classifier_head(features, num_classes: int, hidden: int = 256, dropout: float = 0.3):
+    """Global pooling, then the two trainable head layers: dense + dropout, dense logits."""
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dense(hidden, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, name="logits")(x)
+
+
+__all__ = ["conv_bn_relu", "residual_block", "squeeze_excite", "classifier_head", "keras"]

@@ -1,0 +1,59 @@
+"""SedNet: a two-branch CNN fusing the whole photomicrograph with a crop of one grain.
+
+Reference: the SedNet paper, section 3.1: each branch is a conv stem, two residual blocks and
+a squeeze-and-excitation block; the branches are fused by a Hadamard (element-wise) product,
+followed by a fused conv block, global pooling and dense logits. The authors' code shares the
+branch weights; the paper's text describes two parallel CNNs: ``shared_branches`` picks one.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.blocks import classifier_head, conv_bn_relu, residual_block, squeeze_excite
+
+MIN_INPUT_SIZE = 32
+
+
+def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_shape=(48, 48, 3),
+                 widths=(32, 64, 96), shared_branches: bool = False, weights=None) -> keras.Model:
+    """Builds SedNet with inputs ``whole`` and ``local``; outputs logits.
+
+    The layers ``whole_features`` and ``local_features`` end the branches and ``features``
+    ends the fused block: the layers explainers look at.
+    """
+    whole = keras.Input(input_shape, name="whole")
+    local = keras.Input(local_shape, name="local")
+    if shared_branches:
+        branch = _branch_model(local_shape[-1], widths, "branch")
+        whole_x, local_x = branch(whole), branch(local)
+    else:
+        whole_x = _branch(whole, widths, "whole")
+        local_x = _branch(local, widths, "local")
+    whole_x = layers.Identity(name="whole_features")(whole_x)
+    local_x = layers.Identity(name="local_features")(local_x)
+    if local_x.shape[1:3] != whole_x.shape[1:3]:
+        local_x = layers.Resizing(*whole_x.shape[1:3], name="local_to_whole_grid")(local_x)
+    fused = layers.Multiply(name="hadamard")([whole_x, local_x])
+    fused = conv_bn_relu(fused, widths[-1], name="fused")
+    features = layers.Identity(name="features")(fused)
+    model = keras.Model({"whole": whole, "local": local}, classifier_head(features, num_classes),
+                        name="sednet")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _branch(x, widths, name: str):
+    x = layers.Rescaling(1.0 / 255, name=f"{name}_rescale")(x)
+    x = conv_bn_relu(x, widths[0], strides=2, name=f"{name}_stem")
+    x = residual_block(x, widths[1], strides=2, name=f"{name}_res1")
+    x = residual_block(x, widths[2], strides=2, name=f"{name}_res2")
+    return squeeze_excite(x, name=f"{name}_se")
+
+
+def _branch_model(channels: int, widths, name: str) -> keras.Model:
+    """The shared branch as one fully convolutional model, so inputs of any size fit."""
+    inputs = keras.Input((None, None, channels), name=f"{name}_input")
+    return keras.Model(inputs, _branch(inputs, widths, name), name=name)

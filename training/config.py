@@ -1,0 +1,164 @@
+"""The one configuration object of ``python -m training.run``.
+
+The CLI is generated from the dataclass fields; an optional YAML file (``--config``) is read
+first and flags override it. Unknown keys, wrong types and bad values are reported, all at
+once, before any heavy work starts. The resolved config is saved in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from models import MODELS
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names every bad key or value."""
+
+
+def _option(default, help: str, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; defaults give the main job on synthetic sigma clasts."""
+
+    model: str = _option("sednet", "model to train", choices=tuple(sorted(MODELS)))
+    data: str = _option("synthetic:sigma_clasts",
+                        "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), "
+                        "or synthetic:sigma_clasts / synthetic:thin_sections")
+    image_size: int = _option(96, "side in pixels the (whole) image is resized to")
+    local_size: int = _option(48, "side in pixels of SedNet's local crop (ignored by other models)")
+    epochs: int = _option(20, "training epochs")
+    batch_size: int = _option(32, "batch size")
+    lr: float = _option(2e-3, "learning rate")
+    optimizer: str = _option("adam", "optimizer", choices=OPTIMIZERS)
+    seed: int = _option(0, "seed of the split, the shuffling, the augmentation and the weights")
+    weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "
+                                      "or a local weights file")
+    logdir: str = _option("tensorboard_logs", "log root; the run writes into LOGDIR/RUN_NAME")
+    run_name: str = _option("", "run folder name (default: MODEL-DATA-TIMESTAMP); an existing one gets a suffix")
+    overwrite: bool = _option(False, "reuse an existing run folder instead of adding a suffix")
+    split: str = _option("0.6,0.2,0.2", "train,val,test fractions of a stratified split (a manifest's split "
+                                        "column wins)")
+    augment: bool = _option(True, "random flips and 90-degree rotations, label-aware")
+    mirror_pairs: str = _option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
+                                        "dextral:sinistral; none")
+    shared_branches: bool = _option(False, "SedNet: one set of weights for both branches")
+    fine_tune_layers: int = _option(0, "backbones: unfreeze the top N base layers for a second phase")
+    fine_tune_epochs: int = _option(0, "epochs of the fine-tuning phase")
+    fine_tune_lr: float = _option(1e-5, "learning rate of the fine-tuning phase")
+    synthetic_n: int = _option(600, "synthetic data: number of images")
+    synthetic_size: int = _option(128, "synthetic data: side of the generated images in pixels")
+    cache: bool = _option(True, "keep decoded images in memory after the first epoch")
+
+    def split_fractions(self) -> tuple[float, float, float]:
+        return tuple(float(part) for part in self.split.split(","))
+
+    def validate(self) -> None:
+        """Checks values (types are checked on parsing); raises ConfigError naming each bad one."""
+        problems = []
+        for name, choices in ((f.name, f.metadata.get("choices")) for f in dataclasses.fields(self)):
+            if choices and getattr(self, name) not in choices:
+                problems.append(f"{name}={getattr(self, name)!r} is not one of {list(choices)}")
+        minimum = MODELS[self.model].min_input_size if self.model in MODELS else 1
+        for name, low in (("image_size", minimum), ("local_size", 16), ("epochs", 1), ("batch_size", 1),
+                          ("fine_tune_layers", 0), ("fine_tune_epochs", 0), ("synthetic_n", 6),
+                          ("synthetic_size", 32)):
+            if getattr(self, name) < low:
+                problems.append(f"{name}={getattr(self, name)} must be >= {low}"
+                                + (f" (the minimum input of {self.model})" if name == "image_size" else ""))
+        for name in ("lr", "fine_tune_lr"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name}={getattr(self, name)} must be > 0")
+        try:
+            fractions = self.split_fractions()
+            if len(fractions) != 3 or min(fractions) <= 0:
+                raise ValueError
+        except ValueError:
+            problems.append(f"split={self.split!r} must be three positive fractions train,val,test")
+        if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in ("sigma_clasts", "thin_sections"):
+            problems.append(f"data={self.data!r}: the synthetic sets are synthetic:sigma_clasts and "
+                            "synthetic:thin_sections")
+        if problems:
+            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Reads a YAML config; unknown keys and wrong types raise ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Config file {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys to values.")
+    types = _field_types()
+    values, problems = {}, []
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in types:
+            problems.append(f"unknown key {key!r}")
+        elif not _has_type(value, types[name]):
+            problems.append(f"{key}={value!r} should be of type {types[name].__name__}")
+        else:
+            values[name] = float(value) if types[name] is float else value
+    if problems:
+        raise ConfigError(f"Config file {path}: " + "; ".join(problems)
+                          + f". Valid keys: {', '.join(sorted(types))}.")
+    return values
+
+
+def _has_type(value, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.run",
+        description="Train an image classifier and write TensorBoard logs, the best model, a SavedModel "
+                    "export and evaluation reports into LOGDIR/RUN_NAME. With no arguments: SedNet on "
+                    "a generated synthetic sigma-clast set (cw/ccw shear sense).")
+    parser.add_argument("--config", help="YAML file with any of the keys below; flags override it")
+    for f, kind in zip(dataclasses.fields(TrainConfig), _field_types().values()):
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{f.metadata['help']} (default: {f.default})")
+        else:
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
+                                help=f"{f.metadata['help']} (default: {f.default})")
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """YAML first, then flags; validated. Raises ConfigError, or SystemExit for argparse errors."""
+    args = vars(build_parser().parse_args(argv))
+    values = read_yaml(args.pop("config")) if args.get("config") else {}
+    values.update({k: v for k, v in args.items() if v is not None})
+    config = TrainConfig(**values)
+    config.validate()
+    return config

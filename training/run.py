@@ -1,0 +1,112 @@
+"""``python -m training.run``: train, evaluate and export one model; see ``--help``.
+
+With no arguments it generates (once, cached under the log root) a synthetic sigma-clast set
+and trains SedNet on it. Everything a run writes goes into ``LOGDIR/RUN_NAME/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from datasets.tables import DataError
+from models import WeightsError
+from training.config import ConfigError, TrainConfig, parse_config
+
+ARTEFACTS = ("model.keras", "export", "metrics.json", "config.yaml", "split.csv", "bad_files.csv")
+
+
+def make_run_dir(config: TrainConfig) -> tuple[Path, bool]:
+    """Creates ``LOGDIR/RUN_NAME``; returns it and whether it is new.
+
+    An existing run folder is never overwritten: a numeric suffix is added, unless
+    ``--overwrite`` asks to reuse it.
+
+    Raises:
+        ConfigError: the log root cannot be written.
+    """
+    root = Path(config.logdir).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as err:
+        raise ConfigError(f"The log root {root} cannot be written ({err.strerror or err}); "
+                          "pass --logdir with a writable folder.") from err
+    name = config.run_name or _default_run_name(config)
+    run_dir, suffix = root / name, 1
+    while run_dir.exists() and not config.overwrite:
+        suffix += 1
+        run_dir = root / f"{name}-{suffix}"
+    is_new = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, is_new
+
+
+def _default_run_name(config: TrainConfig) -> str:
+    data = config.data.split(":", 1)[1] if config.data.startswith("synthetic:") else Path(config.data).stem
+    return re.sub(r"[^\w.-]+", "_", f"{config.model}-{data}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
+    """The heavy part: data, model, training, evaluation, export. Returns the metrics."""
+    import keras
+
+    from training.data import prepare_data
+    from training.evaluate import evaluate_splits
+    from training.export import export_saved_model_atomic
+    from training.trainer import BestModelCheckpoint, create_model, fit
+
+    keras.utils.set_random_seed(config.seed)
+    try:
+        data = prepare_data(config, run_dir)
+        model = create_model(config, len(data.class_names), data.spec.local_size)
+    except (DataError, WeightsError, ConfigError):
+        if is_new:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir)),
+                 BestModelCheckpoint(run_dir / "model.keras")]
+    fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
+        run_dir, callbacks)
+    best = keras.saving.load_model(run_dir / "model.keras")
+    metrics = evaluate_splits(best, data, config, run_dir)
+    export_saved_model_atomic(best, run_dir / "export")
+    return metrics
+
+
+def print_summary(run_dir: Path, metrics: dict, seconds: float, logdir: str) -> None:
+    test = metrics["test"]
+    print(f"\nDone in {seconds / 60:.1f} min. Test accuracy {test['accuracy']:.3f}, "
+          f"macro F1 {test['f1_macro']:.3f}.")
+    print(f"Run folder:          {run_dir}")
+    print(f"  best model:        {run_dir / 'model.keras'} (lowest validation loss)")
+    print(f"  SavedModel:        {run_dir / 'export'} (tf.saved_model.load; signature serving_default)")
+    print(f"  metrics:           {run_dir / 'metrics.json'} (train/val/test)")
+    print(f"  confusion matrices: {run_dir}/confusion_matrix_{{train,val,test}}.{{csv,png}}")
+    print(f"  split, bad files:  {run_dir / 'split.csv'}, {run_dir / 'bad_files.csv'}")
+    print(f"  resolved config:   {run_dir / 'config.yaml'}")
+    print(f"View in TensorBoard: tensorboard --logdir {logdir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    try:
+        config = parse_config(argv)
+        run_dir, is_new = make_run_dir(config)
+        config.to_yaml(run_dir / "config.yaml")
+        print(f"Run folder: {run_dir}", flush=True)
+        metrics = train_and_report(config, run_dir, is_new)
+    except (ConfigError, DataError, WeightsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_summary(run_dir, metrics, time.perf_counter() - started, config.logdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
