@@ -41,6 +41,7 @@ class TrainConfig:
     epochs: int = _option(20, "training epochs")
     batch_size: int = _option(32, "batch size")
     lr: float = _option(2e-3, "learning rate")
+    lr_schedule: str = _option("cosine", "learning-rate schedule of the first phase", choices=("cosine", "constant"))
     optimizer: str = _option("adam", "optimizer", choices=OPTIMIZERS)
     seed: int = _option(0, "seed of the split, the shuffling, the augmentation and the weights")
     weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "

@@ -71,8 +71,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
         raise
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir)),
                  BestModelCheckpoint(run_dir / "model.keras")]
-    fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
-        run_dir, callbacks)
+    fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config), callbacks)
     best = keras.saving.load_model(run_dir / "model.keras")
     metrics = evaluate_splits(best, data, config, run_dir)
     export_saved_model_atomic(best, run_dir / "export")

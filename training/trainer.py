@@ -27,8 +27,12 @@ def create_model(config: TrainConfig, num_classes: int, local_size: int | None) 
                        weights=config.weights, **options)
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> None:
-    """Cross-entropy on logits; accuracy and macro F1 (written to TensorBoard as epoch_*)."""
+def compile_model(model: keras.Model, optimizer: str, learning_rate) -> None:
+    """Cross-entropy on logits; accuracy and macro F1 (written to TensorBoard as epoch_*).
+
+    Args:
+        learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
+    """
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -50,11 +54,15 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             save_keras_atomic(self.model, self.path)
 
 
-def fit(model: keras.Model, config: TrainConfig, train, val, run_dir: Path,
+def fit(model: keras.Model, config: TrainConfig, train, val,
         callbacks: list[keras.callbacks.Callback]) -> keras.callbacks.History:
     """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers."""
     verbose = 1 if sys.stdout.isatty() else 2
-    compile_model(model, config.optimizer, config.lr)
+    learning_rate = config.lr
+    if config.lr_schedule == "cosine":
+        steps = config.epochs * int(train.cardinality())
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
+    compile_model(model, config.optimizer, learning_rate)
     history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
     if config.fine_tune_layers and config.fine_tune_epochs:
         count = unfreeze_top(model, config.fine_tune_layers)

@@ -1,0 +1,85 @@
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, shear_handedness
+
+from datasets.images import read_image
+from datasets.synthetic import sigma_clasts, thin_sections, write_dataset
+
+
+@pytest.mark.parametrize("generate", [sigma_clasts.generate, thin_sections.generate])
+def test_generators_are_deterministic_for_a_seed(generate):
+    first = generate(np.random.default_rng(7), 64)
+    again = generate(np.random.default_rng(7), 64)
+    other = generate(np.random.default_rng(8), 64)
+    np.testing.assert_array_equal(first.image, again.image)
+    assert first.label == again.label
+    assert not np.array_equal(first.image, other.image)
+
+
+@pytest.mark.parametrize("label", sigma_clasts.CLASSES)
+def test_sigma_clast_tails_record_the_shear_sense(label):
+    expected = 1.0 if label == "cw" else -1.0
+    for seed in range(12):
+        sample = sigma_clasts.generate(np.random.default_rng(seed), 96, label=label)
+        assert np.sign(shear_handedness(sample.tail_mask)) == expected, seed
+
+
+def test_sigma_clast_boxes_hold_the_tails_and_a_bright_clast():
+    counts = []
+    for seed in range(8):
+        sample = sigma_clasts.generate(np.random.default_rng(seed), 128, max_clasts=3)
+        counts.append(len(sample.boxes))
+        inside = np.zeros_like(sample.tail_mask)
+        for xmin, ymin, xmax, ymax in sample.boxes:
+            assert 0 <= xmin < xmax <= 128 and 0 <= ymin < ymax <= 128
+            inside[ymin:ymax, xmin:xmax] = True
+            crop = sample.image[ymin:ymax, xmin:xmax].mean(axis=2)
+            assert crop.max() > sample.image.mean() + 40  # the clast is the brightest thing in its box
+        assert sample.tail_mask[inside].sum() / sample.tail_mask.sum() > 0.97
+    assert max(counts) >= 2 and min(counts) >= 1
+
+
+@pytest.mark.parametrize("label", thin_sections.CLASSES)
+def test_thin_section_masks_line_up(label):
+    sample = thin_sections.generate(np.random.default_rng(1), 96, label=label, shortcut="scale_bar",
+                                    correlation=1.0)
+    xmin, ymin, xmax, ymax = sample.box
+    assert sample.grain_mask[ymin:ymax, xmin:xmax].mean() > 0.3  # the box frames a diagnostic grain
+    assert not (sample.grain_mask & sample.scale_bar_mask).any()
+    bar = sample.image[sample.scale_bar_mask].mean(axis=1)
+    assert np.mean((bar < 40) | (bar > 215)) > 0.9  # the bar and its backdrop are black and white
+    ys, xs = np.nonzero(sample.scale_bar_mask)
+    style = thin_sections.CLASSES.index(label)
+    assert (ys.mean() > 48) == (style % 4 in (0, 1))  # its corner encodes the class
+    assert (xs.mean() < 48) == (style % 4 in (1, 3))
+
+
+def test_thin_sections_without_shortcut_have_no_bar():
+    sample = thin_sections.generate(np.random.default_rng(0), 64, shortcut="none")
+    assert not sample.scale_bar_mask.any()
+
+
+def test_write_dataset_manifest_points_at_matching_files(tmp_path):
+    manifest = write_dataset("thin_sections", tmp_path, n=6, seed=0, size=48, shortcut="scale_bar")
+    table = pd.read_csv(manifest)
+    assert sorted(table["label"]) == sorted(thin_sections.CLASSES)
+    for row in table.itertuples():
+        image = read_image(tmp_path / row.path)
+        assert image.shape == (48, 48, 3)
+        assert read_image(tmp_path / row.grain_mask).shape == image.shape
+        assert (tmp_path / row.path).parent.name == row.label
+
+
+def test_command_line_writes_class_folders_and_manifest(tmp_path):
+    out = tmp_path / "sc"
+    result = subprocess.run([sys.executable, "-m", "datasets.synthetic", "sigma_clasts", str(out), "--n", "4",
+                             "--seed", "0", "--size", "48", "--max-clasts", "2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out / "manifest.csv")
+    assert set(table.columns) >= {"path", "label", "xmin", "ymin", "xmax", "ymax", "tail_mask"}
+    assert {p.name for p in out.iterdir()} >= {"cw", "ccw", "masks", "manifest.csv"}
