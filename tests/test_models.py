@@ -1,0 +1,89 @@
+import keras
+import numpy as np
+import pytest
+
+import models
+from models import MODELS, WeightsError, build_model, unfreeze_top
+
+
+def _inputs(name, batch=2, size=32):
+    rng = np.random.default_rng(0)
+    image = (rng.random((batch, size, size, 3)) * 255).astype("float32")
+    return {"whole": image, "local": image[:, : size // 2, : size // 2]} if name == "sednet" else image
+
+
+def _build(name, size=32, **kwargs):
+    options = {"local_shape": (size // 2, size // 2, 3)} if name == "sednet" else {}
+    return build_model(name, 3, (size, size, 3), **{"weights": None, **options, **kwargs})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_builds_and_outputs_logits(name):
+    size = max(32, MODELS[name].min_input_size)
+    model = _build(name, size)
+    logits = model.predict(_inputs(name, size=size), verbose=0)
+    assert logits.shape == (2, 3)
+    assert len(model.get_layer("features").output.shape) == 4
+    assert model.layers[-1].get_config()["activation"] == "linear"
+
+
+def test_sednet_names_branch_features_and_can_share_branches():
+    separate, shared = _build("sednet"), _build("sednet", shared_branches=True)
+    for model in (separate, shared):
+        assert {"whole_features", "local_features", "features"} <= {layer.name for layer in model.layers}
+    assert shared.count_params() < separate.count_params()
+    assert sorted(i.name for i in separate.inputs) == ["local", "whole"]
+
+
+def test_backbones_are_flat_and_frozen_except_the_head():
+    model = _build("mobilenetv3")
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"head_dense", "logits"}
+    assert unfreeze_top(model, 3) == 3
+    trainable = {w.path.split("/")[0] for w in model.trainable_weights} - {"head_dense", "logits"}
+    assert len(trainable) == 3
+    assert not any(isinstance(model.get_layer(n), keras.layers.BatchNormalization) for n in trainable)
+
+
+def test_a_local_backbone_weights_file_loads(tmp_path):
+    base = keras.applications.MobileNetV3Large(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "mobilenet_v3_notop.weights.h5"
+    base.save_weights(path)
+    model = build_model("mobilenetv3", 3, (32, 32, 3), weights=str(path))
+    for layer in ("conv", "expanded_conv_project"):
+        np.testing.assert_array_equal(model.get_layer(layer).get_weights()[0], base.get_layer(layer).get_weights()[0])
+
+
+def test_a_local_sednet_weights_file_loads(tmp_path):
+    model = _build("sednet")
+    path = tmp_path / "sednet.weights.h5"
+    model.save_weights(path)
+    again = _build("sednet", weights=str(path))
+    np.testing.assert_allclose(again.predict(_inputs("sednet"), verbose=0),
+                               model.predict(_inputs("sednet"), verbose=0), rtol=1e-5)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="Weights file not found: .*nope.h5.*--weights none"):
+        _build("resnet50", weights=str(tmp_path / "nope.h5"))
+
+
+def test_failed_imagenet_download_says_what_to_pass(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- no network")
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", offline)
+    with pytest.raises(WeightsError, match="pass --weights none .* or --weights PATH"):
+        build_model("vgg19", 2, (32, 32, 3), weights="imagenet")
+
+
+def test_sednet_has_no_imagenet_weights():
+    with pytest.raises(WeightsError, match="no ImageNet weights"):
+        _build("sednet", weights="imagenet")
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    with pytest.raises(ValueError, match="already registered"):
+        models.register("sednet", MODELS["sednet"])
+    with pytest.raises(KeyError, match="Unknown model 'alexnet'"):
+        build_model("alexnet", 2)
