@@ -7,6 +7,7 @@ many epochs.
 
 from __future__ import annotations
 
+import keras
 from keras import layers
 
 BN_MOMENTUM = 0.9
@@ -50,3 +51,26 @@ def classifier_head(features, num_classes: int, hidden: int = 256, dropout: floa
     x = layers.Dropout(dropout, name="head_dropout")(x)
     return layers.Dense(num_classes, name="logits")(x)
 
+
+
+@keras.saving.register_keras_serializable(package="geoxai")
+class Resize(layers.Layer):
+    """Bilinear resize to a fixed (height, width).
+
+    Used instead of ``keras.layers.Resizing``: on Keras 3.15, a model exported with
+    ``model.export`` runs the BatchNormalization layers after a ``Resizing`` layer in
+    training mode, so the SavedModel disagrees with the Keras model.
+    """
+
+    def __init__(self, size: tuple[int, int], **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(size)
+
+    def call(self, inputs):
+        return keras.ops.image.resize(inputs, self.size, interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}

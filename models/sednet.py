@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import classifier_head, conv_bn_relu, residual_block, squeeze_excite
+from models.blocks import Resize, classifier_head, conv_bn_relu, residual_block, squeeze_excite
 
 MIN_INPUT_SIZE = 32
 
@@ -34,7 +34,7 @@ def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_shape=(48, 48,
     whole_x = layers.Identity(name="whole_features")(whole_x)
     local_x = layers.Identity(name="local_features")(local_x)
     if local_x.shape[1:3] != whole_x.shape[1:3]:
-        local_x = layers.Resizing(*whole_x.shape[1:3], name="local_to_whole_grid")(local_x)
+        local_x = Resize(whole_x.shape[1:3], name="local_to_whole_grid")(local_x)
     fused = layers.Multiply(name="hadamard")([whole_x, local_x])
     fused = conv_bn_relu(fused, widths[-1], name="fused")
     features = layers.Identity(name="features")(fused)

@@ -63,12 +63,13 @@ def fit(model: keras.Model, config: TrainConfig, train, val,
         steps = config.epochs * int(train.cardinality())
         learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
     compile_model(model, config.optimizer, learning_rate)
-    history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks,
+                        verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
     if config.fine_tune_layers and config.fine_tune_epochs:
         count = unfreeze_top(model, config.fine_tune_layers)
         print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
         compile_model(model, config.optimizer, config.fine_tune_lr)
         history = model.fit(train, validation_data=val, initial_epoch=config.epochs,
                             epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks,
-                            verbose=verbose)
+                            verbose=verbose, shuffle=False)
     return history

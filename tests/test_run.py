@@ -1,0 +1,113 @@
+"""End to end: ``python -m training.run`` on tiny configs, its artefacts and its errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_tables import make_messy_folder
+
+from training.run import main
+
+TINY = ["--epochs", "2", "--image-size", "32", "--local-size", "16", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def sednet_run(sigma_set, tmp_path_factory):
+    """A real ``python -m training.run`` process, configured by YAML plus flags."""
+    logdir = tmp_path_factory.mktemp("logs")
+    config = logdir / "tiny.yaml"
+    config.write_text(f"model: sednet\ndata: {sigma_set}\nepochs: 1\n")
+    result = subprocess.run([sys.executable, "-m", "training.run", "--config", str(config), *TINY,
+                             "--logdir", str(logdir), "--run-name", "e2e"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir / "e2e", result.stdout
+
+
+@pytest.mark.slow
+def test_run_writes_every_artefact(sednet_run):
+    run_dir, stdout = sednet_run
+    for name in ("model.keras", "export/saved_model.pb", "config.yaml", "split.csv", "bad_files.csv",
+                 "metrics.json"):
+        assert (run_dir / name).exists(), name
+    for split in ("train", "val", "test"):
+        assert (run_dir / f"confusion_matrix_{split}.png").stat().st_size > 1000
+        matrix = pd.read_csv(run_dir / f"confusion_matrix_{split}.csv", index_col=0)
+        assert list(matrix.columns) == ["ccw", "cw"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["count"] == 5 and metrics["train"]["count"] == 14
+    for split in ("train", "val", "test"):
+        assert {"accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"} <= set(metrics[split])
+        assert set(metrics[split]["per_class"]["cw"]) == {"precision", "recall", "f1", "support"}
+        assert np.isfinite(metrics[split]["loss"])
+    assert "epochs: 2" in (run_dir / "config.yaml").read_text()  # the flag overrode the YAML
+    assert set(pd.read_csv(run_dir / "split.csv")["split"]) == {"train", "val", "test"}
+    assert f"tensorboard --logdir {run_dir.parent}" in stdout.strip().splitlines()[-1]
+    assert str(run_dir / "export") in stdout
+
+
+@pytest.mark.slow
+def test_tensorboard_has_loss_accuracy_and_f1_for_train_and_validation(sednet_run):
+    run_dir, _ = sednet_run
+    for subdir in ("train", "validation"):
+        events = EventAccumulator(str(run_dir / subdir)).Reload()
+        tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+        assert {"epoch_loss", "epoch_accuracy", "epoch_f1_macro"} <= tags, tags
+
+
+@pytest.mark.slow
+def test_saved_model_in_a_fresh_process_predicts_like_model_keras(sednet_run, tmp_path):
+    run_dir, _ = sednet_run
+    rng = np.random.default_rng(1)
+    inputs = {"whole": (rng.random((3, 32, 32, 3)) * 255).astype("float32"),
+              "local": (rng.random((3, 16, 16, 3)) * 255).astype("float32")}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        serving = tf.saved_model.load({str(run_dir / 'export')!r}).signatures["serving_default"]
+        inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
+        assert sorted(serving.structured_input_signature[1]) == ["local", "whole"]
+        outputs = serving(**{{k: tf.constant(v) for k, v in inputs.items()}})
+        np.save({str(tmp_path / 'out.npy')!r}, next(iter(outputs.values())).numpy())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = keras.saving.load_model(run_dir / "model.keras").predict(inputs, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_messy_folder_trains_and_lists_only_the_unusable_files(tmp_path, capsys):
+    bad = make_messy_folder(tmp_path / "data")
+    code = main(["--data", str(tmp_path / "data"), "--model", "mobilenetv3", "--weights", "none", *TINY,
+                 "--epochs", "1", "--logdir", str(tmp_path / "logs"), "--run-name", "messy"])
+    assert code == 0
+    listed = pd.read_csv(tmp_path / "logs" / "messy" / "bad_files.csv")
+    assert sorted(p.split("/")[-1] for p in listed["path"]) == sorted(bad)
+    assert listed["reason"].str.len().min() > 5
+    assert "Skipped 3 unreadable image(s)" in capsys.readouterr().out
+    assert (tmp_path / "logs" / "messy" / "export" / "saved_model.pb").exists()
+
+
+def test_an_unwritable_log_root_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["--logdir", str(blocker / "logs")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_a_data_error_leaves_no_run_folder_and_an_existing_run_gets_a_suffix(tmp_path, capsys):
+    logdir = tmp_path / "logs"
+    (logdir / "mine").mkdir(parents=True)
+    (logdir / "mine" / "notes.txt").write_text("keep me")
+    assert main(["--data", str(tmp_path / "nowhere"), "--logdir", str(logdir), "--run-name", "mine"]) == 2
+    assert "Data path does not exist" in capsys.readouterr().err
+    assert (logdir / "mine" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in logdir.iterdir()) == ["mine"]  # the suffixed mine-2 was removed again
