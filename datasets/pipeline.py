@@ -35,7 +35,11 @@ class InputSpec:
 
 def load_example(path: str, box: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ...]:
     """Decodes one image into the model's inputs: uint8 (S, S, 3) and, for SedNet, its crop."""
-    image = read_image(path)
+    return model_inputs(read_image(path), box, spec)
+
+
+def model_inputs(image: np.ndarray, box: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ...]:
+    """A decoded RGB image as the model's inputs: the resized image and, for SedNet, its crop."""
     whole = resize(image, spec.image_size)
     if not spec.local_size:
         return (whole,)

@@ -35,10 +35,29 @@ def load_table(source: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"Data path does not exist: {source}. Pass a folder of class "
                         "sub-folders, a CSV manifest, or synthetic:NAME.")
     if source.is_dir():
-        return _one_row_per_image(scan_class_folders(source))
+        return _checked_labels(_one_row_per_image(scan_class_folders(source)), source)
     if source.suffix.lower() == ".csv":
-        return _one_row_per_image(read_manifest(source))
+        return _checked_labels(_one_row_per_image(read_manifest(source)), source)
     raise DataError(f"Data path {source} is neither a folder nor a .csv manifest.")
+
+
+def list_images(source: str | os.PathLike) -> pd.DataFrame:
+    """Lists images to explain or predict: class folders, a flat folder or a manifest.
+
+    Unlike :func:`load_table`, labels are optional (``label`` is None when unknown) and one
+    class is fine.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"Image path does not exist: {source}")
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _one_row_per_image(read_manifest(source, require_label=False))
+    if source.is_file():
+        return _one_row_per_image(pd.DataFrame({"path": [str(source.resolve())], "label": [None]}))
+    flat = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if flat:
+        return _one_row_per_image(pd.DataFrame({"path": [str(p.resolve()) for p in flat], "label": None}))
+    return _one_row_per_image(scan_class_folders(source))
 
 
 def scan_class_folders(root: Path) -> pd.DataFrame:
@@ -54,15 +73,17 @@ def scan_class_folders(root: Path) -> pd.DataFrame:
             raise DataError(f"Class folder {class_dir} holds no images "
                             f"({', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder.")
         rows += [{"path": str(f.resolve()), "label": class_dir.name} for f in files]
-    return _checked_labels(pd.DataFrame(rows), root)
+    return pd.DataFrame(rows)
 
 
-def read_manifest(csv_path: Path) -> pd.DataFrame:
+def read_manifest(csv_path: Path, require_label: bool = True) -> pd.DataFrame:
     """Reads a CSV manifest with columns path, label and optionally split and box columns.
 
     Relative paths are taken relative to the manifest's folder.
     """
     table = pd.read_csv(csv_path, dtype={"path": str, "label": str})
+    if not require_label and "label" not in table.columns:
+        table["label"] = None
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise DataError(f"Manifest {csv_path} lacks the column(s) {sorted(missing)}; "
@@ -74,7 +95,7 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
         unknown = sorted(set(table["split"].dropna()) - set(SPLITS))
         if unknown:
             raise DataError(f"Manifest {csv_path}: unknown split value(s) {unknown}; use {SPLITS}.")
-    return _checked_labels(table, csv_path)
+    return table
 
 
 def _one_row_per_image(table: pd.DataFrame) -> pd.DataFrame:

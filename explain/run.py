@@ -1,0 +1,228 @@
+"""``python -m explain.run``: explain a trained model's decisions on a folder of images.
+
+Writes, per image and method, an overlay PNG at the image's own resolution and the raw map
+(``.npy``, model resolution); ``explanations.csv`` with the prediction and, per method, the
+map's peak and entropy; and ``gallery.html`` with each class's true positives, false
+positives and false negatives. Images stream through in batches, so memory stays flat in
+the number of images. See ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datasets.images import UnreadableImageError, read_image, write_image
+from datasets.pipeline import InputSpec, model_inputs
+from datasets.proposals import local_box
+from datasets.tables import BOX_COLUMNS, DataError, list_images
+from explain import METHODS, LayerError, resolve_layers
+from explain.gallery import write_gallery
+from explain.overlay import overlay, peak_and_entropy
+
+
+class ExplainError(ValueError):
+    """A bad model path, target or method; the message says what to pass instead."""
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    class_names: list[str]
+    spec: InputSpec
+
+
+def load_model(source: str, unsafe: bool = False) -> LoadedModel:
+    """Loads ``RUN_DIR/model.keras`` or a ``.keras`` file, with class names when known.
+
+    Class names come from the run's ``metrics.json``; without one they are class_0, class_1...
+    Keras' safe mode refuses files that would run arbitrary Python (a lambda layer) unless
+    ``unsafe`` is set.
+    """
+    import keras
+
+    import models  # noqa: F401  (registers the project's custom layers)
+
+    path = Path(source)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise ExplainError(f"No model at {model_path}: pass a run folder holding model.keras, or a .keras file.")
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=not unsafe)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "lambda" in str(err).lower():
+            raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "
+                               "refuses to load. Pass --unsafe only if you trust where the file came from.") from err
+        raise
+    metrics = model_path.parent / "metrics.json"
+    classes = int(model.outputs[0].shape[-1])
+    names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
+    names = names if names and len(names) == classes else [f"class_{i}" for i in range(classes)]
+    shapes = {t.name: t.shape for t in model.inputs}
+    first = shapes.get("whole", next(iter(shapes.values())))
+    local = shapes["local"][1] if "local" in shapes else None
+    return LoadedModel(model, names, InputSpec(int(first[1]), int(local) if local else None))
+
+
+def parse_target(target: str, class_names: list[str]) -> str | int:
+    if target in ("pred", "label"):
+        return target
+    if target in class_names:
+        return class_names.index(target)
+    if target.isdigit() and int(target) < len(class_names):
+        return int(target)
+    raise ExplainError(f"--target {target!r}: use pred, label, a class index below {len(class_names)} "
+                       f"or a class name of {class_names}.")
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ExplainError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+    return methods
+
+
+def _batches(table: pd.DataFrame, size: int):
+    for start in range(0, len(table), size):
+        yield table.iloc[start:start + size]
+
+
+def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
+    """The batch's source images and model inputs; unreadable files go to ``bad``."""
+    kept, sources, arrays = [], [], []
+    for row in rows.assign(label=rows["label"].astype(object).where(rows["label"].notna(), None)).itertuples(index=False):
+        try:
+            image = read_image(row.path)
+        except UnreadableImageError as err:
+            bad.append({"path": row.path, "reason": str(err)})
+            continue
+        box = np.array([getattr(row, c) for c in BOX_COLUMNS], np.float32)
+        kept.append((row, box))
+        sources.append(image)
+        arrays.append(model_inputs(image, box, spec))
+    return kept, sources, arrays
+
+
+def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str], out: Path,
+                   target="pred", layer: str = "features", batch_size: int = 8) -> tuple[pd.DataFrame, list]:
+    """Explains every image of ``table``; returns the explanations table and the bad files."""
+    import keras
+
+    names, model = loaded.spec.input_names, loaded.model
+    rows, bad = [], []
+    progress = keras.utils.Progbar(len(table), unit_name="image")
+    for chunk in _batches(table, batch_size):
+        kept, sources, arrays = _decode(chunk, loaded.spec, bad)
+        progress.add(len(chunk))
+        if not kept:
+            continue
+        inputs = {n: np.stack([a[i] for a in arrays]).astype(np.float32) for i, n in enumerate(names)}
+        model_inputs = inputs if len(names) > 1 else inputs[names[0]]
+        logits = model.predict(model_inputs, verbose=0)
+        probabilities = np.exp(logits - logits.max(1, keepdims=True))
+        probabilities /= probabilities.sum(1, keepdims=True)
+        predicted = probabilities.argmax(1)
+        targets = _targets(target, predicted, [row.label for row, _ in kept], loaded.class_names)
+        maps = {m: METHODS[m](model, model_inputs, targets, layer=layer) for m in methods}
+        for i, ((row, box), source) in enumerate(zip(kept, sources)):
+            record = {"file": row.path, "label": row.label, "predicted": loaded.class_names[predicted[i]],
+                      "probability": float(probabilities[i, predicted[i]]),
+                      "correct": None if row.label is None else row.label == loaded.class_names[predicted[i]],
+                      "target": loaded.class_names[targets[i]]}
+            stem = f"{len(rows):05d}_{Path(row.path).stem}"
+            for method in methods:
+                per_input = maps[method] if isinstance(maps[method], dict) else {names[0]: maps[method]}
+                record.update(_write_maps(out / method, stem, method, per_input, i, source, box, names))
+            rows.append(record)
+    return pd.DataFrame(rows), bad
+
+
+def _targets(target, predicted: np.ndarray, labels: list, class_names: list[str]) -> np.ndarray:
+    if target == "pred":
+        return predicted
+    if target == "label":
+        unknown = [label for label in labels if label not in class_names]
+        if unknown:
+            raise ExplainError(f"--target label needs known labels; got {sorted(set(map(str, unknown)))} "
+                               f"for classes {class_names}.")
+        return np.array([class_names.index(label) for label in labels])
+    return np.full(len(predicted), target)
+
+
+def _write_maps(folder: Path, stem: str, method: str, maps: dict, i: int, source: np.ndarray, box, names) -> dict:
+    """Writes overlay PNG and raw .npy per input; returns the CSV columns of the main input."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {}
+    for name in names:
+        heatmap = maps[name][i]
+        image = source
+        if name == "local":
+            x0, y0, x1, y1 = local_box(source, box)
+            image = source[y0:y1, x0:x1]
+        suffix = "" if len(names) == 1 else f"_{name}"
+        write_image(folder / f"{stem}{suffix}.png", overlay(image, heatmap))
+        np.save(folder / f"{stem}{suffix}.npy", heatmap)
+        if name == names[0]:
+            x, y, entropy = peak_and_entropy(heatmap, image.shape[:2])
+            record.update({f"{method}_peak_x": x, f"{method}_peak_y": y, f"{method}_entropy": round(entropy, 4),
+                           f"{method}_overlay": f"{method}/{stem}{suffix}.png"})
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m explain.run",
+        description="Explain a trained model's decisions: heatmap overlays, raw maps, explanations.csv "
+                    "and an HTML gallery of true positives, false positives and false negatives per class.")
+    parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--images", required=True,
+                        help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box])")
+    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument("--layer", default="features", help="layer to explain for CAM methods (default features; "
+                        "SedNet: each input's branch layer)")
+    parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
+                        "or a class index or name (default pred)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
+    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        methods = parse_methods(args.methods)
+        if args.batch_size < 1:
+            raise ExplainError(f"--batch-size must be >= 1; got {args.batch_size}.")
+        table = list_images(args.images)
+        loaded = load_model(args.model, args.unsafe)
+        target = parse_target(args.target, loaded.class_names)
+        if any(m not in ("saliency", "smoothgrad", "integrated_gradients", "occlusion") for m in methods):
+            resolve_layers(loaded.model, args.layer)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"Explaining {len(table)} image(s) with {', '.join(methods)} ...", flush=True)
+        explanations, bad = explain_images(loaded, table, methods, out, target, args.layer, args.batch_size)
+    except (ExplainError, DataError, LayerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    pd.DataFrame(bad, columns=["path", "reason"]).to_csv(out / "bad_files.csv", index=False)
+    if bad:
+        print(f"Skipped {len(bad)} unreadable image(s); see {out / 'bad_files.csv'}")
+    explanations.drop(columns=[f"{m}_overlay" for m in methods]).to_csv(out / "explanations.csv", index=False)
+    gallery = write_gallery(explanations, out, methods) if not explanations.empty else None
+    print(f"Overlays and raw maps: {out}/<method>/\nTable: {out / 'explanations.csv'}")
+    if gallery:
+        print(f"Gallery: {gallery}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

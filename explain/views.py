@@ -1,0 +1,204 @@
+"""Read-only views of a model for explainers: target layers, recorded activations, gradients.
+
+Explainers never touch the user's model. A view runs the model's functional graph with a
+hook on each operation (the Keras counterpart of PyTorch forward hooks), records the
+outputs of the target layers, and recurses into nested functional models, so a layer deep
+inside a nested backbone works as well as a top-level one. Views are cached per
+(model, layers) and their ``tf.function`` is traced once per input signature, so repeated
+calls neither retrace nor grow memory.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_LAYER = "features"
+
+
+class LayerError(ValueError):
+    """The requested layer does not exist or is not spatial; the message lists candidates."""
+
+
+def spatial_layers(model: keras.Model, prefix: str = "") -> list[str]:
+    """Names of all layers with a 4-D output, nested models searched, in graph order."""
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            names += spatial_layers(layer, prefix)
+        elif _is_spatial(layer):
+            names.append(prefix + layer.name)
+    return names
+
+
+def _is_spatial(layer) -> bool:
+    try:
+        return len(layer.output.shape) == 4 and not isinstance(layer, keras.layers.InputLayer)
+    except (AttributeError, ValueError):
+        return False
+
+
+def image_inputs(model: keras.Model) -> list[str]:
+    """Names of the model's 4-D inputs, in the order of ``model.inputs``."""
+    return [t.name for t in model.inputs if len(t.shape) == 4]
+
+
+def resolve_layers(model: keras.Model, layer: str = DEFAULT_LAYER) -> dict[str, str]:
+    """Maps each image input to the layer whose activations explain it.
+
+    ``layer`` is looked up by name (nested models searched). A multi-input model given the
+    default ``features`` uses each input's branch layer ``<input>_features`` where it has one
+    (SedNet's ``whole_features`` and ``local_features``). Without a layer of the default
+    name, the last 4-D layer is used.
+
+    Raises:
+        LayerError: the layer does not exist or is not 4-D, or the model has no 4-D layer.
+    """
+    candidates = spatial_layers(model)
+    if not candidates:
+        raise LayerError(f"Model {model.name!r} has no layer with a 4-D (batch, H, W, C) output, so "
+                         "no class activation map can be made; use a gradient method "
+                         "(saliency, smoothgrad, integrated_gradients, occlusion).")
+    inputs = image_inputs(model)
+    if layer == DEFAULT_LAYER and len(inputs) > 1 and all(f"{i}_features" in candidates for i in inputs):
+        return {i: f"{i}_features" for i in inputs}
+    if layer not in candidates:
+        if layer != DEFAULT_LAYER:
+            raise LayerError(f"Layer {layer!r} is not a 4-D layer of model {model.name!r}. "
+                             f"Candidates (last ones first): {', '.join(reversed(candidates[-12:]))}"
+                             + (f" and {len(candidates) - 12} more" if len(candidates) > 12 else "") + ".")
+        layer = candidates[-1]
+    return {i: layer for i in inputs}
+
+
+def _record(model: keras.Model, inputs, wanted: frozenset, recorded: dict):
+    """Runs ``model`` on ``inputs`` in inference mode, storing outputs of ``wanted`` layers."""
+
+    def hook(operation):
+        def call(*args, **kwargs):
+            if isinstance(operation, keras.Model) and wanted & set(spatial_layers(operation)):
+                outputs = _record(operation, args[0], wanted, recorded)
+            else:
+                outputs = operation(*args, **kwargs)
+            if operation.name in wanted:
+                recorded[operation.name] = outputs
+            return outputs
+        return call
+
+    return model._run_through_graph(model._standardize_inputs(inputs), operation_fn=hook)
+
+
+class ModelView:
+    """Activations of chosen layers and the gradients of per-sample logits with respect to them.
+
+    Call ``gradients(inputs, targets)`` with a dict of input arrays (single-input models: the
+    input's name as key) and int targets of shape (batch,).
+    """
+
+    def __init__(self, model: keras.Model, layers: Sequence[str]):
+        self._model = weakref.proxy(model)
+        self.layers = tuple(dict.fromkeys(layers))
+        self._wanted = frozenset(self.layers)
+        self.activations_and_gradients = tf.function(self._activations_and_gradients, reduce_retracing=True)
+        self.cams = tf.function(self._cams, reduce_retracing=True)
+        self.logits = tf.function(self._logits, reduce_retracing=True)
+        self.input_gradients = tf.function(self._input_gradients, reduce_retracing=True)
+
+    def _logits(self, inputs):
+        return self._model(_model_inputs(self._model, inputs), training=False)
+
+    def _activations_and_gradients(self, inputs, targets):
+        """Targets below 0 stand for each sample's predicted class (no extra forward pass)."""
+        recorded = {}
+        with tf.GradientTape() as tape:
+            logits = _record(self._model, _model_inputs(self._model, inputs), self._wanted, recorded)
+            targets = tf.where(targets < 0, tf.argmax(logits, axis=1, output_type=tf.int32), targets)
+            score = tf.gather(logits, targets, batch_dims=1)
+        activations = {name: recorded[name] for name in self.layers}
+        return activations, tape.gradient(score, activations), logits
+
+    def _cams(self, inputs, targets, combine, layer_of):
+        """Class activation maps in one compiled call: ``combine(A, dS/dA)`` per image input,
+        rectified, resized bilinearly to the input's size and scaled to [0, 1] per image."""
+        activations, gradients, _ = self._activations_and_gradients(inputs, targets)
+        return {name: normalize(tf.image.resize(tf.nn.relu(combine(activations[layer], gradients[layer]))[..., None],
+                                                tf.shape(inputs[name])[1:3])[..., 0])
+                for name, layer in layer_of}
+
+    def _input_gradients(self, inputs, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            score = tf.gather(self._logits(inputs), targets, batch_dims=1)
+        return tape.gradient(score, inputs)
+
+
+_VIEWS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def view_of(model: keras.Model, layers: Sequence[str] = ()) -> ModelView:
+    """The cached view of ``model`` for ``layers``."""
+    per_model = _VIEWS.setdefault(model, {})
+    key = tuple(dict.fromkeys(layers))
+    if key not in per_model:
+        per_model[key] = ModelView(model, key)
+    return per_model[key]
+
+
+def as_input_dict(model: keras.Model, inputs) -> dict[str, tf.Tensor]:
+    """Float32 tensors keyed by input name, from an array (single input), a list or a dict."""
+    names = [t.name for t in model.inputs]
+    if isinstance(inputs, dict):
+        missing = set(names) - set(inputs)
+        if missing:
+            raise ValueError(f"Inputs lack {sorted(missing)}; model {model.name!r} takes {names}.")
+        return {name: tf.convert_to_tensor(inputs[name], tf.float32) for name in names}
+    if isinstance(inputs, (list, tuple)):
+        return {name: tf.convert_to_tensor(x, tf.float32) for name, x in zip(names, inputs)}
+    if len(names) != 1:
+        raise ValueError(f"Model {model.name!r} takes the inputs {names}: pass a dict.")
+    return {names[0]: tf.convert_to_tensor(inputs, tf.float32)}
+
+
+def resolve_targets(model: keras.Model, inputs: dict, targets, predict: bool = True) -> tf.Tensor:
+    """Per-sample int32 class indices: None = predicted class, int = one class for all.
+
+    With ``predict=False`` a None becomes -1s, which compiled views resolve themselves.
+    """
+    batch = int(next(iter(inputs.values())).shape[0])
+    if targets is None:
+        if predict:
+            return tf.argmax(view_of(model).logits(inputs), axis=1, output_type=tf.int32)
+        targets = -1
+    targets = np.asarray(targets)
+    if not np.issubdtype(targets.dtype, np.integer) or targets.ndim > 1 or targets.ndim == 1 and len(targets) != batch:
+        raise ValueError(f"targets must be None, an int or {batch} ints; got {targets!r}.")
+    classes = int(model.outputs[0].shape[-1])
+    if np.any(targets >= classes) or predict and np.any(targets < 0):
+        raise ValueError(f"targets must be class indices in [0, {classes}); got {targets!r}.")
+    return tf.constant(np.broadcast_to(targets.astype(np.int32), (batch,)))
+
+
+def normalize(maps: tf.Tensor) -> tf.Tensor:
+    """Scales each (H, W) map of a batch to [0, 1]; an all-equal map becomes zeros."""
+    low = tf.reduce_min(maps, axis=(1, 2), keepdims=True)
+    high = tf.reduce_max(maps, axis=(1, 2), keepdims=True)
+    return tf.math.divide_no_nan(maps - low, high - low)
+
+
+def _model_inputs(model: keras.Model, inputs: dict):
+    """The structure the model was built with: a dict, a list or a single tensor."""
+    if isinstance(model.input, dict):
+        return inputs
+    if isinstance(model.input, (list, tuple)):
+        return [inputs[t.name] for t in model.inputs]
+    return next(iter(inputs.values()))
+
+
+def per_input(maps: dict) -> np.ndarray | dict[str, np.ndarray]:
+    """One array for a single-image-input model, else a dict keyed by input name."""
+    arrays = {name: np.asarray(m, dtype=np.float32) for name, m in maps.items()}
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
