@@ -166,19 +166,20 @@ def as_input_dict(model: keras.Model, inputs) -> dict[str, tf.Tensor]:
 def resolve_targets(model: keras.Model, inputs: dict, targets, predict: bool = True) -> tf.Tensor:
     """Per-sample int32 class indices: None = predicted class, int = one class for all.
 
-    With ``predict=False`` a None becomes -1s, which compiled views resolve themselves.
+    With ``predict=False`` a None becomes -1s, which compiled views resolve themselves
+    without a separate forward pass.
     """
     batch = int(next(iter(inputs.values())).shape[0])
     if targets is None:
         if predict:
             return tf.argmax(view_of(model).logits(inputs), axis=1, output_type=tf.int32)
-        targets = -1
+        return tf.fill([batch], -1)
     targets = np.asarray(targets)
-    if not np.issubdtype(targets.dtype, np.integer) or targets.ndim > 1 or targets.ndim == 1 and len(targets) != batch:
-        raise ValueError(f"targets must be None, an int or {batch} ints; got {targets!r}.")
     classes = int(model.outputs[0].shape[-1])
-    if np.any(targets >= classes) or predict and np.any(targets < 0):
-        raise ValueError(f"targets must be class indices in [0, {classes}); got {targets!r}.")
+    if (not np.issubdtype(targets.dtype, np.integer) or targets.ndim > 1
+            or targets.ndim == 1 and len(targets) != batch or np.any(targets < 0) or np.any(targets >= classes)):
+        raise ValueError(f"targets must be None, a class index in [0, {classes}) or {batch} of them; "
+                         f"got {targets.tolist()!r}.")
     return tf.constant(np.broadcast_to(targets.astype(np.int32), (batch,)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+TINY = ["--epochs", "2", "--image-size", "32", "--local-size", "16", "--batch-size", "8"]
 
 
 def shear_handedness(tail_mask: np.ndarray) -> float:
@@ -41,6 +44,19 @@ def sigma_set(tmp_path_factory) -> Path:
     from datasets.synthetic import write_dataset
 
     return write_dataset("sigma_clasts", tmp_path_factory.mktemp("sigma"), n=24, seed=0, size=64)
+
+
+@pytest.fixture(scope="session")
+def sednet_run(sigma_set, tmp_path_factory):
+    """A real ``python -m training.run`` process, configured by YAML plus flags."""
+    logdir = tmp_path_factory.mktemp("logs")
+    config = logdir / "tiny.yaml"
+    config.write_text(f"model: sednet\ndata: {sigma_set}\nepochs: 1\n")
+    result = subprocess.run([sys.executable, "-m", "training.run", "--config", str(config), *TINY,
+                             "--logdir", str(logdir), "--run-name", "e2e"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir / "e2e", result.stdout
 
 
 @pytest.fixture(autouse=True)

@@ -9,26 +9,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_tables import make_messy_folder
 
 from training.run import main
-
-TINY = ["--epochs", "2", "--image-size", "32", "--local-size", "16", "--batch-size", "8"]
-
-
-@pytest.fixture(scope="module")
-def sednet_run(sigma_set, tmp_path_factory):
-    """A real ``python -m training.run`` process, configured by YAML plus flags."""
-    logdir = tmp_path_factory.mktemp("logs")
-    config = logdir / "tiny.yaml"
-    config.write_text(f"model: sednet\ndata: {sigma_set}\nepochs: 1\n")
-    result = subprocess.run([sys.executable, "-m", "training.run", "--config", str(config), *TINY,
-                             "--logdir", str(logdir), "--run-name", "e2e"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return logdir / "e2e", result.stdout
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from conftest import ROOT, shear_handedness
 
 from datasets.images import read_image
 from datasets.synthetic import sigma_clasts, thin_sections, write_dataset
+from datasets.tables import load_table
 
 
 @pytest.mark.parametrize("generate", [sigma_clasts.generate, thin_sections.generate])
@@ -82,4 +83,5 @@ def test_command_line_writes_class_folders_and_manifest(tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out / "manifest.csv")
     assert set(table.columns) >= {"path", "label", "xmin", "ymin", "xmax", "ymax", "tail_mask"}
-    assert {p.name for p in out.iterdir()} >= {"cw", "ccw", "masks", "manifest.csv"}
+    assert {p.name for p in out.iterdir()} == {"cw", "ccw", "_masks", "manifest.csv"}
+    assert sorted(load_table(out)["label"].unique()) == ["ccw", "cw"]  # the mask folder is no class

@@ -1,6 +1,7 @@
 """Seeded synthetic geoscience image sets with ground-truth evidence masks.
 
-Each generator writes the class-folder layout (``OUT/<class>/<image>.png``) plus
+Each generator writes the class-folder layout (``OUT/<class>/<image>.png``), the evidence
+masks under ``OUT/_masks/`` (a leading underscore, so no class folder), and
 ``OUT/manifest.csv`` with boxes and mask paths, so the same files exercise the real-data
 path. ``python -m datasets.synthetic --help`` writes them from the command line;
 :func:`cached_dataset` makes them on first use for ``--data synthetic:NAME``.
@@ -32,7 +33,7 @@ class SyntheticSet:
 
 def _write_sigma_clasts(rng, size, label, stem, out: Path, options) -> list[dict]:
     sample = sigma_clasts.generate(rng, size, max_clasts=options.get("max_clasts", 1), label=label)
-    path, mask_path = f"{label}/{stem}.png", f"masks/{stem}_tails.png"
+    path, mask_path = f"{label}/{stem}.png", f"_masks/{stem}_tails.png"
     write_image(out / path, sample.image)
     write_image(out / mask_path, sample.tail_mask.astype(np.uint8) * 255)
     return [dict(path=path, label=label, xmin=b[0], ymin=b[1], xmax=b[2], ymax=b[3], box_label=label,
@@ -42,7 +43,7 @@ def _write_sigma_clasts(rng, size, label, stem, out: Path, options) -> list[dict
 def _write_thin_section(rng, size, label, stem, out: Path, options) -> list[dict]:
     sample = thin_sections.generate(rng, size, label=label, shortcut=options.get("shortcut", "none"),
                                     correlation=options.get("correlation", 0.9))
-    path, grains, bar = f"{label}/{stem}.png", f"masks/{stem}_grains.png", f"masks/{stem}_scale_bar.png"
+    path, grains, bar = f"{label}/{stem}.png", f"_masks/{stem}_grains.png", f"_masks/{stem}_scale_bar.png"
     write_image(out / path, sample.image)
     write_image(out / grains, sample.grain_mask.astype(np.uint8) * 255)
     write_image(out / bar, sample.scale_bar_mask.astype(np.uint8) * 255)
