@@ -120,8 +120,8 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for chunk in _batches(table, batch_size):
         kept, sources, arrays = _decode(chunk, loaded.spec, bad)
-        progress.add(len(chunk))
         if not kept:
+            progress.add(len(chunk))
             continue
         inputs = {n: np.stack([a[i] for a in arrays]).astype(np.float32) for i, n in enumerate(names)}
         model_inputs = inputs if len(names) > 1 else inputs[names[0]]
@@ -141,6 +141,7 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
                 per_input = maps[method] if isinstance(maps[method], dict) else {names[0]: maps[method]}
                 record.update(_write_maps(out / method, stem, method, per_input, i, source, box, names))
             rows.append(record)
+        progress.add(len(chunk))
     return pd.DataFrame(rows), bad
 
 

@@ -1,5 +1,7 @@
 """The explainers: contract, correctness against tf-explain, planted signals, caching."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from tf_explain.core.vanilla_gradients import VanillaGradients
 import explain
 from explain import METHODS, LayerError
 from explain.views import view_of
-from models import build_model
+from models import MODELS, build_model
 
 SIZE, PATCH = 48, 10
 COLOURS = np.array([[230, 40, 40], [40, 40, 230]], np.float32)  # class 0: red patch, class 1: blue
@@ -177,12 +179,33 @@ def test_unknown_layer_and_flat_models_get_a_clear_error(trained_cnn):
         explain.gradcam(flat, np.zeros((1, 8), np.float32))
 
 
-def test_repeated_calls_reuse_one_compiled_view(trained_cnn):
+def _resident_megabytes() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_repeated_calls_reuse_one_compiled_view_and_memory_stays_flat(trained_cnn):
     images, _, _ = planted_patches(4, seed=10)
-    explain.gradcam(trained_cnn, images)
+    for _ in range(5):
+        explain.gradcam(trained_cnn, images)
     view = view_of(trained_cnn, ["features"])
     traces = view.cams.experimental_get_tracing_count()
+    before = _resident_megabytes()
     for _ in range(50):
         explain.gradcam(trained_cnn, images)
     assert view_of(trained_cnn, ["features"]) is view
-    assert view.cams.experimental_get_tracing_count() == traces
+    assert view.cams.experimental_get_tracing_count() == traces  # no retracing, so no new graphs
+    assert _resident_megabytes() - before < 30  # a retrace per call would add far more
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gradcam_works_on_every_registered_model(name):
+    size = max(64, MODELS[name].min_input_size)
+    options = {"local_shape": (32, 32, 3)} if name == "sednet" else {}
+    model = build_model(name, 2, (size, size, 3), weights=None, **options)
+    rng = np.random.default_rng(0)
+    image = rng.random((2, size, size, 3), np.float32) * 255
+    inputs = {"whole": image, "local": image[:, :32, :32]} if name == "sednet" else image
+    maps = explain.gradcam(model, inputs)
+    first = maps["whole"] if name == "sednet" else maps
+    assert first.shape == (2, size, size) and first.dtype == np.float32
