@@ -54,7 +54,7 @@ def load_model(source: str, unsafe: bool = False) -> LoadedModel:
     if not model_path.is_file():
         raise ExplainError(f"No model at {model_path}: pass a run folder holding model.keras, or a .keras file.")
     try:
-        model = keras.saving.load_model(model_path, safe_mode=not unsafe)
+        model = keras.saving.load_model(model_path, safe_mode=not unsafe, compile=False)
     except ValueError as err:
         if "safe_mode" in str(err) or "lambda" in str(err).lower():
             raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "

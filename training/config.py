@@ -61,6 +61,12 @@ class TrainConfig:
     synthetic_n: int = _option(600, "synthetic data: number of images")
     synthetic_size: int = _option(128, "synthetic data: side of the generated images in pixels")
     cache: bool = _option(True, "keep decoded images in memory after the first epoch")
+    tb_gradcam_freq: int = _option(1, "TensorBoard: Grad-CAM overlays of fixed validation images every N epochs (0: off)")
+    tb_gradcam_images: int = _option(8, "TensorBoard: how many class-balanced validation images to explain")
+    tb_histogram_freq: int = _option(1, "TensorBoard: weight and activation histograms every N epochs (0: off)")
+    tb_scores: bool = _option(True, "TensorBoard: per-class precision/recall/F1 and the confusion matrix each epoch")
+    tb_hparams: bool = _option(True, "TensorBoard: hyperparameters and final metrics for the HParams dashboard")
+    tb_model_summary: bool = _option(True, "TensorBoard: the model's summary and config as text")
 
     def split_fractions(self) -> tuple[float, float, float]:
         return tuple(float(part) for part in self.split.split(","))
@@ -74,7 +80,8 @@ class TrainConfig:
         minimum = MODELS[self.model].min_input_size if self.model in MODELS else 1
         for name, low in (("image_size", minimum), ("local_size", 16), ("epochs", 1), ("batch_size", 1),
                           ("fine_tune_layers", 0), ("fine_tune_epochs", 0), ("synthetic_n", 6),
-                          ("synthetic_size", 32)):
+                          ("synthetic_size", 32), ("tb_gradcam_freq", 0), ("tb_gradcam_images", 1),
+                          ("tb_histogram_freq", 0)):
             if getattr(self, name) < low:
                 problems.append(f"{name}={getattr(self, name)} must be >= {low}"
                                 + (f" (the minimum input of {self.model})" if name == "image_size" else ""))

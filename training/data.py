@@ -10,9 +10,9 @@ import pandas as pd
 import tensorflow as tf
 
 from datasets.augment import mirror_permutation, resolve_mirror_pairs
-from datasets.pipeline import InputSpec, make_dataset
+from datasets.pipeline import InputSpec, load_example, make_dataset
 from datasets.synthetic import cached_dataset
-from datasets.tables import (SPLITS, DataError, check_images, load_table, stratified_split,
+from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_table, stratified_split,
                              write_bad_files, write_split)
 from models import MODELS
 from training.config import ConfigError, TrainConfig
@@ -29,6 +29,17 @@ class PreparedData:
 
     def split_table(self, split: str) -> pd.DataFrame:
         return self.table[self.table["split"] == split].reset_index(drop=True)
+
+    def fixed_validation_sample(self, count: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Up to ``count`` validation images, classes taken in turn: the model inputs and labels."""
+        table = self.split_table("val")
+        order = table.groupby("label").cumcount().sort_values(kind="stable").index[:count]
+        rows = table.loc[order]
+        examples = [load_example(r.path, np.array([getattr(r, c) for c in BOX_COLUMNS], np.float32), self.spec)
+                    for r in rows.itertuples()]
+        images = {name: np.stack([e[i] for e in examples]).astype(np.float32)
+                  for i, name in enumerate(self.spec.input_names)}
+        return images, label_indices(rows, self.class_names)
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False) -> tf.data.Dataset:
         mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment else None

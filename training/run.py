@@ -59,7 +59,8 @@ def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
     from training.data import prepare_data
     from training.evaluate import evaluate_splits
     from training.export import export_saved_model_atomic
-    from training.trainer import BestModelCheckpoint, create_model, fit
+    from training.callbacks import write_final_metrics
+    from training.trainer import BestModelCheckpoint, create_model, fit, tensorboard_callbacks
 
     keras.utils.set_random_seed(config.seed)
     try:
@@ -69,11 +70,13 @@ def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
         if is_new:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir)),
-                 BestModelCheckpoint(run_dir / "model.keras")]
-    fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config), callbacks)
-    best = keras.saving.load_model(run_dir / "model.keras")
+    callbacks = tensorboard_callbacks(config, run_dir, data) + [BestModelCheckpoint(run_dir / "model.keras")]
+    history = fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
+                  callbacks)
+    best = keras.saving.load_model(run_dir / "model.keras", compile=False)
     metrics = evaluate_splits(best, data, config, run_dir)
+    if config.tb_hparams:
+        write_final_metrics(run_dir, metrics, step=history.epoch[-1] + 1)
     export_saved_model_atomic(best, run_dir / "export")
     return metrics
 

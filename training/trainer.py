@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import keras
 import numpy as np
 
 from models import build_model, unfreeze_top
+from training.callbacks import ConfusionMatrixAccuracy
 from training.config import TrainConfig
 from training.export import save_keras_atomic
 
@@ -28,15 +30,17 @@ def create_model(config: TrainConfig, num_classes: int, local_size: int | None) 
 
 
 def compile_model(model: keras.Model, optimizer: str, learning_rate) -> None:
-    """Cross-entropy on logits; accuracy and macro F1 (written to TensorBoard as epoch_*).
+    """Cross-entropy on logits; accuracy (which keeps the confusion matrix for the per-class
+    scores) and macro F1, written to TensorBoard as epoch_*.
 
     Args:
         learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
     """
+    num_classes = int(model.outputs[0].shape[-1])
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+        metrics=[ConfusionMatrixAccuracy(num_classes, name="accuracy"),
                  keras.metrics.F1Score(average="macro", name="f1_macro")])
 
 
@@ -73,3 +77,22 @@ def fit(model: keras.Model, config: TrainConfig, train, val,
                             epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks,
                             verbose=verbose, shuffle=False)
     return history
+
+
+def tensorboard_callbacks(config: TrainConfig, run_dir: Path, data) -> list[keras.callbacks.Callback]:
+    """The TensorBoard callbacks the config switches on, around a fixed validation sample."""
+    from training import callbacks as tb
+
+    result = [keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False)]
+    images, labels = data.fixed_validation_sample(config.tb_gradcam_images)
+    if config.tb_gradcam_freq:
+        result.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
+    if config.tb_histogram_freq:
+        result.append(tb.Histograms(run_dir, images, config.tb_histogram_freq))
+    if config.tb_scores:
+        result.append(tb.ClassScores(run_dir, data.class_names))
+    if config.tb_hparams:
+        result.append(tb.HParams(run_dir, dataclasses.asdict(config), run_dir.name))
+    if config.tb_model_summary:
+        result.append(tb.ModelSummary(run_dir))
+    return result
