@@ -15,12 +15,13 @@ from explain.views import (DEFAULT_LAYER, as_input_dict, normalize, per_input, r
                            view_of)
 
 
-def _gradient_cam(model, inputs, targets, layer, combine):
+def _gradient_cam(model, inputs, targets, layer, combine, with_logits: bool = False):
     inputs = as_input_dict(model, inputs)
     targets = resolve_targets(model, inputs, targets, predict=False)
     layer_of = tuple(resolve_layers(model, layer).items())
     view = view_of(model, [layer_name for _, layer_name in layer_of])
-    return per_input(view.cams(inputs, targets, combine, layer_of))
+    maps, logits = view.cams(inputs, targets, combine, layer_of)
+    return (per_input(maps), logits.numpy()) if with_logits else per_input(maps)
 
 
 def _gradcam_weights(activations, gradients):
@@ -47,6 +48,11 @@ def gradcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):
     Gradient-based Localization", ICCV.
     """
     return _gradient_cam(model, inputs, targets, layer, _gradcam_weights)
+
+
+def gradcam_with_logits(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):
+    """:func:`gradcam` and the model's logits from the same compiled forward pass."""
+    return _gradient_cam(model, inputs, targets, layer, _gradcam_weights, with_logits=True)
 
 
 def gradcam_plus_plus(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):

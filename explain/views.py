@@ -123,11 +123,13 @@ class ModelView:
 
     def _cams(self, inputs, targets, combine, layer_of):
         """Class activation maps in one compiled call: ``combine(A, dS/dA)`` per image input,
-        rectified, resized bilinearly to the input's size and scaled to [0, 1] per image."""
-        activations, gradients, _ = self._activations_and_gradients(inputs, targets)
-        return {name: normalize(tf.image.resize(tf.nn.relu(combine(activations[layer], gradients[layer]))[..., None],
+        rectified, resized bilinearly to the input's size and scaled to [0, 1] per image.
+        Returns the maps by input name and the logits."""
+        activations, gradients, logits = self._activations_and_gradients(inputs, targets)
+        maps = {name: normalize(tf.image.resize(tf.nn.relu(combine(activations[layer], gradients[layer]))[..., None],
                                                 tf.shape(inputs[name])[1:3])[..., 0])
                 for name, layer in layer_of}
+        return maps, logits
 
     def _input_gradients(self, inputs, targets):
         with tf.GradientTape() as tape:

@@ -50,7 +50,7 @@ def test_event_files_hold_every_tag_at_every_epoch(sednet_run):
     assert len(gradcam_tags) == 2 * shown and {t.split("/")[1] for t in gradcam_tags} == {"whole", "local"}
     assert {t.rsplit("_", 1)[1] for t in gradcam_tags} == {"cw", "ccw"}  # class-balanced
     step, image = _values(validation, "gradcam/whole/00_ccw")[-1]
-    assert step == EPOCHS - 1 and tf.image.decode_png(image[2]).shape == (210, 192, 3)
+    assert step == EPOCHS - 1 and tf.image.decode_png(image[2]).shape == (24 + 96, 96, 3)  # caption + 32 px x3
 
 
 @pytest.mark.slow

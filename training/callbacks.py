@@ -15,7 +15,6 @@ Only the chief of a ``tf.distribute`` cluster writes (:func:`is_chief`).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -26,8 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 
-import explain
+from explain.cam import gradcam_with_logits
 from explain.overlay import overlay
 from explain.views import resolve_layers
 
@@ -161,23 +161,31 @@ class ClassScores(_Writer):
             tf.summary.image("confusion_matrix", confusion_image(matrix, self.class_names)[None])
 
 
-def confusion_image(matrix: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """The confusion matrix drawn by scikit-learn, as an RGB uint8 array."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    side = 2.5 + 0.6 * len(class_names)
-    figure, axes = plt.subplots(figsize=(side, side))
-    ConfusionMatrixDisplay(matrix.astype(int), display_labels=class_names).plot(
-        ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return tf.image.decode_png(buffer.getvalue(), channels=3).numpy()
+def confusion_image(matrix: np.ndarray, class_names: Sequence[str], cell: int = 56) -> np.ndarray:
+    """The confusion matrix as an RGB uint8 picture: rows true, columns predicted, counts
+    in blue cells (darker = more), class names on both axes. Drawn with OpenCV, since
+    matplotlib would cost a large share of a small model's epoch."""
+    count = len(class_names)
+    left, top = 12 + 7 * max(len(name) for name in class_names), 20
+    image = np.full((top + count * cell + 18, left + count * cell + 8, 3), 255, np.uint8)
+    shares = matrix / max(matrix.max(), 1)
+    for row in range(count):
+        for column in range(count):
+            x, y = left + column * cell, top + row * cell
+            shade = int(235 - 180 * shares[row, column])
+            cv2.rectangle(image, (x, y), (x + cell - 2, y + cell - 2), (shade, shade, 255), -1)
+            ink = (255, 255, 255) if shares[row, column] > 0.5 else (0, 0, 0)
+            cv2.putText(image, str(int(matrix[row, column])), (x + 6, y + cell // 2 + 5),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, ink, 1, cv2.LINE_AA)
+    for i, name in enumerate(class_names):
+        cv2.putText(image, name, (2, top + i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        label = np.full((14, cell, 3), 255, np.uint8)
+        cv2.putText(label, name[: cell // 7], (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        bottom = top + count * cell
+        image[bottom + 2:bottom + 16, left + i * cell:left + (i + 1) * cell] = label
+    cv2.putText(image, "true \\ predicted", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+    return image
 
 
 def _model_inputs(images: dict[str, np.ndarray]):
@@ -188,73 +196,105 @@ class GradCamImages(_Writer):
     """Grad-CAM overlays of fixed validation images every ``freq`` epochs.
 
     One tag per image and input (``gradcam/<input>/<nn>_<true class>``), so TensorBoard's
-    step slider shows how the evidence moves during training; the predicted class and its
-    probability are written into the image. The maps come from ``explain.gradcam``: one
-    batched, compiled call per write.
+    step slider shows how the evidence moves during training; the true and predicted class
+    and its probability are written into the image. The maps come from the explain package's Grad-CAM
+    (one batched, compiled call that also gives the logits) and all images of an epoch are written by one compiled call.
     """
 
     def __init__(self, log_dir, images: dict[str, np.ndarray], labels: Sequence[int],
                  class_names: Sequence[str], freq: int = 1):
         super().__init__(log_dir)
         self.images, self.labels, self.class_names, self.freq = images, np.asarray(labels), list(class_names), freq
+        self._write = tf.function(self._write_images)
+
+    def _write_images(self, step, pictures):
+        with self.writer("validation").as_default(step=step):
+            for name, batch in pictures.items():
+                for i in range(len(self.labels)):
+                    truth = self.class_names[self.labels[i]]
+                    tf.summary.image(f"gradcam/{name}/{i:02d}_{truth}", batch[i:i + 1],
+                                     description=f"Grad-CAM of the predicted class; true class {truth}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.active or self.freq < 1 or epoch % self.freq:
             return
-        inputs = _model_inputs(self.images)
-        maps = explain.gradcam(self.model, inputs)
+        maps, logits = gradcam_with_logits(self.model, _model_inputs(self.images))
         maps = maps if isinstance(maps, dict) else {next(iter(self.images)): maps}
-        probabilities = tf.nn.softmax(self.model(inputs, training=False)).numpy()
-        with self.writer("validation").as_default(step=epoch):
-            for name, heatmaps in maps.items():
-                for i, heatmap in enumerate(heatmaps):
-                    predicted = int(probabilities[i].argmax())
-                    truth = self.class_names[self.labels[i]]
-                    picture = _annotate(overlay(self.images[name][i].astype(np.uint8), heatmap),
-                                        f"true {truth} | pred {self.class_names[predicted]} {probabilities[i, predicted]:.2f}",
-                                        correct=predicted == self.labels[i])
-                    tf.summary.image(f"gradcam/{name}/{i:02d}_{truth}", picture[None],
-                                     description=f"Grad-CAM of the predicted class; true class {truth}.")
+        probabilities = tf.nn.softmax(logits).numpy()
+        pictures = {}
+        for name, heatmaps in maps.items():
+            annotated = []
+            for i, heatmap in enumerate(heatmaps):
+                predicted = int(probabilities[i].argmax())
+                annotated.append(_annotate(overlay(self.images[name][i].astype(np.uint8), heatmap),
+                                           self.class_names[self.labels[i]], self.class_names[predicted],
+                                           probabilities[i, predicted]))
+            pictures[name] = np.stack(annotated)
+        self._write(tf.constant(epoch, tf.int64), pictures)
 
 
-def _annotate(image: np.ndarray, text: str, correct: bool) -> np.ndarray:
-    """Upscales small images for legibility and writes ``text`` in a bar at the top."""
-    scale = max(1, 192 // image.shape[0])
+def _annotate(image: np.ndarray, true_name: str, predicted_name: str, probability: float) -> np.ndarray:
+    """Adds a two-line caption bar on top: green when right, red when wrong. Images under
+    96 px are upscaled so the caption fits."""
+    scale = max(1, 96 // image.shape[0])
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    bar = np.full((18, image.shape[1], 3), (0, 110, 0) if correct else (150, 0, 0), np.uint8)
-    cv2.putText(bar, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    bar = np.full((24, image.shape[1], 3), (0, 110, 0) if true_name == predicted_name else (150, 0, 0), np.uint8)
+    for line, text in enumerate((f"true {true_name}", f"pred {predicted_name} {probability:.2f}")):
+        cv2.putText(bar, text, (2, 10 + 11 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([bar, image], axis=0)
+
+
+def histogram_buckets(values: tf.Tensor, buckets: int = 30) -> tf.Tensor:
+    """TensorBoard's histogram layout: a (buckets, 3) float64 tensor of [left, right, count].
+
+    One ``tf.histogram_fixed_width`` over the tensor's range: no Python loop over elements,
+    and far cheaper to trace than ``tf.summary.histogram``.
+    """
+    values = tf.reshape(tf.cast(values, tf.float64), [-1])
+    low, high = tf.reduce_min(values), tf.reduce_max(values)
+    high = tf.where(high > low, high, low + 1.0)
+    counts = tf.cast(tf.histogram_fixed_width(values, tf.stack([low, high]), nbins=buckets), tf.float64)
+    edges = tf.linspace(low, high, buckets + 1)
+    return tf.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
 class Histograms(_Writer):
     """Weights and biases of every trainable layer (train run) and activations of the
-    ``features`` layers on the fixed validation images (validation run), every ``freq`` epochs."""
+    ``features`` layers on the fixed validation images (validation run), every ``freq`` epochs.
+
+    One compiled call computes every histogram of an epoch; the writes are plain tensors.
+    """
 
     def __init__(self, log_dir, images: dict[str, np.ndarray], freq: int = 1):
         super().__init__(log_dir)
         self.images, self.freq = images, freq
-        self._activations = None
+        self._compute = None
 
     def set_model(self, model):
         super().set_model(model)
         names = [n for n in ACTIVATION_LAYERS if any(layer.name == n for layer in model.layers)]
         names = names or sorted(set(resolve_layers(model).values()))
-        self._activations = keras.Model(model.inputs, {n: model.get_layer(n).output for n in names})
+        activations = keras.Model(model.inputs, {n: model.get_layer(n).output for n in names})
+        inputs = [tf.constant(self.images[t.name]) for t in model.inputs]
+
+        @tf.function
+        def compute():
+            weights = {f"weights/{w.path}": histogram_buckets(w.value) for w in model.trainable_weights}
+            outputs = {f"activations/{n}": histogram_buckets(v) for n, v in activations(inputs, training=False).items()}
+            return weights, outputs
+
+        self._compute = compute
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.active or self.freq < 1 or epoch % self.freq:
             return
-        with self.writer("train").as_default(step=epoch):
-            for weight in self.model.trainable_weights:
-                tf.summary.histogram(f"weights/{weight.path}", weight.value)
-        activations = self._activations(_as_list(self.model, self.images), training=False)
-        with self.writer("validation").as_default(step=epoch):
-            for name, values in activations.items():
-                tf.summary.histogram(f"activations/{name}", values)
+        for subdir, histograms in zip(("train", "validation"), self._compute()):
+            with self.writer(subdir).as_default(step=epoch):
+                for tag, buckets in histograms.items():
+                    tf.summary.write(tag, buckets, metadata=_HISTOGRAM_METADATA)
 
 
-def _as_list(model: keras.Model, images: dict[str, np.ndarray]):
-    return [images[t.name] for t in model.inputs]
+_HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
 
 
 class HParams(_Writer):
