@@ -152,13 +152,18 @@ class ClassScores(_Writer):
                 self._write(subdir, matrix, epoch)
 
     def _write(self, subdir: str, matrix: np.ndarray, step: int) -> None:
-        scores = scores_from_confusion(matrix)
-        with self.writer(subdir).as_default(step=step):
+        scores = {kind: tf.constant(values, tf.float32) for kind, values in scores_from_confusion(matrix).items()}
+        self._write_scores(self.writer(subdir), tf.constant(step, tf.int64), scores,
+                           confusion_image(matrix, self.class_names)[None])
+
+    @tf.function
+    def _write_scores(self, writer, step, scores, picture):
+        with writer.as_default(step=step):
             for kind, values in scores.items():
-                tf.summary.scalar(f"scores/{kind}_macro", float(values.mean()))
-                for name, value in zip(self.class_names, values):
-                    tf.summary.scalar(f"scores_per_class/{kind}_{name}", float(value))
-            tf.summary.image("confusion_matrix", confusion_image(matrix, self.class_names)[None])
+                tf.summary.scalar(f"scores/{kind}_macro", tf.reduce_mean(values))
+                for i, name in enumerate(self.class_names):
+                    tf.summary.scalar(f"scores_per_class/{kind}_{name}", values[i])
+            tf.summary.image("confusion_matrix", picture)
 
 
 def confusion_image(matrix: np.ndarray, class_names: Sequence[str], cell: int = 56) -> np.ndarray:
