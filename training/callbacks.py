@@ -1,5 +1,6 @@
 """Keras callbacks that write what a geoscientist inspects in TensorBoard.
 
+- :class:`EpochScalars`: loss, accuracy, macro F1 and learning rate per epoch.
 - :class:`GradCamImages`: Grad-CAM overlays of a fixed, class-balanced set of validation
   images, annotated with the true and predicted class (SedNet: ``whole`` and ``local``).
 - :class:`Histograms`: every trainable weight and bias, and the activations of the
@@ -70,6 +71,29 @@ class _Writer(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for subdir in ("", "train", "validation"):
             writer_for(self.log_dir / subdir).flush()
+
+
+class EpochScalars(_Writer):
+    """Every scalar of the epoch's logs as ``epoch_<name>``: train to ``train/``, ``val_*`` to
+    ``validation/`` (the layout of Keras' TensorBoard callback)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.active:
+            return
+        for key, value in (logs or {}).items():
+            subdir, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            if np.ndim(value) == 0:
+                with self.writer(subdir).as_default(step=epoch):
+                    tf.summary.scalar(f"epoch_{name}", float(value))
+
+
+class FlushSummaries(_Writer):
+    """Flushes the run's summary writers at each epoch's end (put it after the other
+    writers), so a killed run loses no step it had finished."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.active:
+            self.on_train_end()
 
 
 @keras.saving.register_keras_serializable(package="geoxai")

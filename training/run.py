@@ -6,13 +6,15 @@ and trains SedNet on it. Everything a run writes goes into ``LOGDIR/RUN_NAME/``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from datasets.tables import DataError
 from models import WeightsError
@@ -21,14 +23,19 @@ from training.config import ConfigError, TrainConfig, parse_config
 ARTEFACTS = ("model.keras", "export", "metrics.json", "config.yaml", "split.csv", "bad_files.csv")
 
 
-def make_run_dir(config: TrainConfig) -> tuple[Path, bool]:
-    """Creates ``LOGDIR/RUN_NAME``; returns it and whether it is new.
+BACKUP = "backup"
 
-    An existing run folder is never overwritten: a numeric suffix is added, unless
-    ``--overwrite`` asks to reuse it.
+
+def make_run_dir(config: TrainConfig) -> tuple[Path, str]:
+    """Creates or finds ``LOGDIR/RUN_NAME``; returns it and ``"new"``, ``"resume"`` or ``"reuse"``.
+
+    A run folder holding an unfinished training's backup is resumed when the configuration
+    is the same. Any other existing run folder is never overwritten: a numeric suffix is
+    added, unless ``--overwrite`` asks to reuse it (and start its training over).
 
     Raises:
-        ConfigError: the log root cannot be written.
+        ConfigError: the log root cannot be written, or an unfinished run of that name was
+            started with another configuration.
     """
     root = Path(config.logdir).expanduser()
     try:
@@ -38,21 +45,36 @@ def make_run_dir(config: TrainConfig) -> tuple[Path, bool]:
         raise ConfigError(f"The log root {root} cannot be written ({err.strerror or err}); "
                           "pass --logdir with a writable folder.") from err
     name = config.run_name or _default_run_name(config)
-    run_dir, suffix = root / name, 1
+    run_dir = root / name
+    if (run_dir / BACKUP).is_dir() and not config.overwrite:
+        _require_same_config(run_dir, config)
+        return run_dir, "resume"
+    suffix = 1
     while run_dir.exists() and not config.overwrite:
         suffix += 1
         run_dir = root / f"{name}-{suffix}"
-    is_new = not run_dir.exists()
+    state = "reuse" if run_dir.exists() else "new"
+    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, is_new
+    return run_dir, state
 
 
 def _default_run_name(config: TrainConfig) -> str:
     data = config.data.split(":", 1)[1] if config.data.startswith("synthetic:") else Path(config.data).stem
-    return re.sub(r"[^\w.-]+", "_", f"{config.model}-{data}-{datetime.now():%Y%m%d-%H%M%S}")
+    return re.sub(r"[^\w.-]+", "_", f"{config.model}-{data}")
 
 
-def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
+def _require_same_config(run_dir: Path, config: TrainConfig) -> None:
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    current = dataclasses.asdict(config)
+    changed = sorted(k for k in current if k != "overwrite" and saved.get(k) != current[k])
+    if changed:
+        raise ConfigError(f"{run_dir} holds an unfinished run started with other values of {changed}. "
+                          "Repeat its command to resume it, pass --overwrite to start it over, or choose "
+                          "another --run-name.")
+
+
+def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     """The heavy part: data, model, training, evaluation, export. Returns the metrics."""
     import keras
 
@@ -67,16 +89,18 @@ def train_and_report(config: TrainConfig, run_dir: Path, is_new: bool) -> dict:
         data = prepare_data(config, run_dir)
         model = create_model(config, len(data.class_names), data.spec.local_size)
     except (DataError, WeightsError, ConfigError):
-        if is_new:
+        if state == "new":
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    callbacks = tensorboard_callbacks(config, run_dir, data) + [BestModelCheckpoint(run_dir / "model.keras")]
-    history = fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
-                  callbacks)
+    callbacks = tensorboard_callbacks(config, run_dir, data) + [
+        BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json")]
+    total_epochs = fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
+                       callbacks, backup_dir=run_dir / BACKUP)
+    shutil.rmtree(run_dir / BACKUP)
     best = keras.saving.load_model(run_dir / "model.keras", compile=False)
     metrics = evaluate_splits(best, data, config, run_dir)
     if config.tb_hparams:
-        write_final_metrics(run_dir, metrics, step=history.epoch[-1] + 1)
+        write_final_metrics(run_dir, metrics, step=total_epochs)
     export_saved_model_atomic(best, run_dir / "export")
     return metrics
 
@@ -99,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = parse_config(argv)
-        run_dir, is_new = make_run_dir(config)
+        run_dir, state = make_run_dir(config)
         config.to_yaml(run_dir / "config.yaml")
-        print(f"Run folder: {run_dir}", flush=True)
-        metrics = train_and_report(config, run_dir, is_new)
+        print(f"{'Resuming the unfinished run in' if state == 'resume' else 'Run folder:'} {run_dir}", flush=True)
+        metrics = train_and_report(config, run_dir, state)
     except (ConfigError, DataError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

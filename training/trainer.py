@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 
 from models import build_model, unfreeze_top
+from training import callbacks as tb
 from training.callbacks import ConfusionMatrixAccuracy
 from training.config import TrainConfig
 from training.export import save_keras_atomic
@@ -45,45 +47,61 @@ def compile_model(model: keras.Model, optimizer: str, learning_rate) -> None:
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Saves the model with the lowest validation loss so far, atomically."""
+    """Saves the model with the lowest validation loss so far, atomically.
 
-    def __init__(self, path: Path, monitor: str = "val_loss"):
+    The best value is kept in ``state_path`` too, so a resumed run keeps the best model of
+    the epochs before the interruption.
+    """
+
+    def __init__(self, path: Path, state_path: Path, monitor: str = "val_loss"):
         super().__init__()
-        self.path, self.monitor, self.best = path, monitor, np.inf
+        self.path, self.state_path, self.monitor = path, state_path, monitor
+        self.best = json.loads(state_path.read_text())["best"] if state_path.is_file() else np.inf
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best = float(value)
             save_keras_atomic(self.model, self.path)
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            self.state_path.write_text(json.dumps({"best": self.best, "epoch": epoch}))
 
 
-def fit(model: keras.Model, config: TrainConfig, train, val,
-        callbacks: list[keras.callbacks.Callback]) -> keras.callbacks.History:
-    """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers."""
+def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[keras.callbacks.Callback],
+        backup_dir: Path) -> int:
+    """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers.
+
+    Each phase backs its state up in ``backup_dir`` at every epoch's end, before any other
+    callback writes, so a killed run started again resumes after its last complete epoch
+    (Keras' BackupAndRestore). Returns the number of epochs of both phases.
+    """
     verbose = 1 if sys.stdout.isatty() else 2
     learning_rate = config.lr
     if config.lr_schedule == "cosine":
         steps = config.epochs * int(train.cardinality())
         learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
     compile_model(model, config.optimizer, learning_rate)
-    history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks,
-                        verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
-    if config.fine_tune_layers and config.fine_tune_epochs:
-        count = unfreeze_top(model, config.fine_tune_layers)
-        print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
-        compile_model(model, config.optimizer, config.fine_tune_lr)
-        history = model.fit(train, validation_data=val, initial_epoch=config.epochs,
-                            epochs=config.epochs + config.fine_tune_epochs, callbacks=callbacks,
-                            verbose=verbose, shuffle=False)
-    return history
+    model.fit(train, validation_data=val, epochs=config.epochs, verbose=verbose, shuffle=False,
+              callbacks=[_backup(backup_dir / "phase1")] + callbacks)  # the dataset shuffles itself, seeded
+    if not (config.fine_tune_layers and config.fine_tune_epochs):
+        return config.epochs
+    count = unfreeze_top(model, config.fine_tune_layers)
+    print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
+    compile_model(model, config.optimizer, config.fine_tune_lr)
+    total = config.epochs + config.fine_tune_epochs
+    model.fit(train, validation_data=val, initial_epoch=config.epochs, epochs=total, verbose=verbose,
+              shuffle=False, callbacks=[_backup(backup_dir / "phase2")] + callbacks)
+    return total
+
+
+def _backup(folder: Path) -> keras.callbacks.BackupAndRestore:
+    return keras.callbacks.BackupAndRestore(str(folder), save_freq="epoch", delete_checkpoint=False,
+                                            double_checkpoint=True)
 
 
 def tensorboard_callbacks(config: TrainConfig, run_dir: Path, data) -> list[keras.callbacks.Callback]:
     """The TensorBoard callbacks the config switches on, around a fixed validation sample."""
-    from training import callbacks as tb
-
-    result = [keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False)]
+    result = [tb.EpochScalars(run_dir)]
     images, labels = data.fixed_validation_sample(config.tb_gradcam_images)
     if config.tb_gradcam_freq:
         result.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
@@ -95,4 +113,4 @@ def tensorboard_callbacks(config: TrainConfig, run_dir: Path, data) -> list[kera
         result.append(tb.HParams(run_dir, dataclasses.asdict(config), run_dir.name))
     if config.tb_model_summary:
         result.append(tb.ModelSummary(run_dir))
-    return result
+    return result + [tb.FlushSummaries(run_dir)]
