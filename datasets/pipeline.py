@@ -49,7 +49,7 @@ def model_inputs(image: np.ndarray, box: np.ndarray, spec: InputSpec) -> tuple[n
 
 def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpec, batch_size: int,
                  training: bool = False, mirror: np.ndarray | None = None, seed: int = 0,
-                 cache: bool = True) -> tf.data.Dataset:
+                 cache: bool = True, drop_remainder: bool = False) -> tf.data.Dataset:
     """Batches of ``(inputs, one_hot_labels)`` for ``model.fit`` / ``model.evaluate``.
 
     Args:
@@ -90,4 +90,4 @@ def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpe
         inputs = dict(zip(names, floats)) if len(floats) > 1 else floats[0]
         return inputs, tf.one_hot(label, depth)
 
-    return dataset.map(to_model_inputs).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return dataset.map(to_model_inputs).batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

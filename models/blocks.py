@@ -49,7 +49,7 @@ def classifier_head(features, num_classes: int, hidden: int = 256, dropout: floa
     x = layers.GlobalAveragePooling2D(name="pool")(features)
     x = layers.Dense(hidden, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(num_classes, name="logits")(x)
+    return layers.Dense(num_classes, dtype="float32", name="logits")(x)  # float32 under mixed precision too
 
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from models import MODELS
+from training.distribute import STRATEGIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -61,6 +62,11 @@ class TrainConfig:
     synthetic_n: int = _option(600, "synthetic data: number of images")
     synthetic_size: int = _option(128, "synthetic data: side of the generated images in pixels")
     cache: bool = _option(True, "keep decoded images in memory after the first epoch")
+    strategy: str = _option("auto", "tf.distribute strategy: auto (mirrored with 2+ GPUs, else default), default, "
+                                    "mirrored, multiworker, tpu", choices=STRATEGIES)
+    logical_cpus: int = _option(1, "split the CPU into N logical devices (try --strategy mirrored without GPUs)")
+    mixed_precision: bool = _option(False, "GPU: mixed_float16 compute with loss scaling; logits stay float32")
+    jit: bool = _option(False, "GPU: compile the training step with XLA")
     tb_gradcam_freq: int = _option(1, "TensorBoard: Grad-CAM overlays of fixed validation images every N epochs (0: off)")
     tb_gradcam_images: int = _option(8, "TensorBoard: how many class-balanced validation images to explain")
     tb_histogram_freq: int = _option(1, "TensorBoard: weight and activation histograms every N epochs (0: off)")
@@ -81,7 +87,7 @@ class TrainConfig:
         for name, low in (("image_size", minimum), ("local_size", 16), ("epochs", 1), ("batch_size", 1),
                           ("fine_tune_layers", 0), ("fine_tune_epochs", 0), ("synthetic_n", 6),
                           ("synthetic_size", 32), ("tb_gradcam_freq", 0), ("tb_gradcam_images", 1),
-                          ("tb_histogram_freq", 0)):
+                          ("tb_histogram_freq", 0), ("logical_cpus", 1)):
             if getattr(self, name) < low:
                 problems.append(f"{name}={getattr(self, name)} must be >= {low}"
                                 + (f" (the minimum input of {self.model})" if name == "image_size" else ""))

@@ -26,6 +26,7 @@ class PreparedData:
     class_names: list[str]
     spec: InputSpec
     mirror_pairs: list[tuple[str, str]]
+    replicas: int = 1  # batches hold batch_size images per replica
 
     def split_table(self, split: str) -> pd.DataFrame:
         return self.table[self.table["split"] == split].reset_index(drop=True)
@@ -41,10 +42,16 @@ class PreparedData:
                   for i, name in enumerate(self.spec.input_names)}
         return images, label_indices(rows, self.class_names)
 
-    def dataset(self, split: str, config: TrainConfig, training: bool = False) -> tf.data.Dataset:
+    def dataset(self, split: str, config: TrainConfig, training: bool = False,
+                distributed: bool = False) -> tf.data.Dataset:
+        """Batches of one split. ``distributed`` datasets (for ``fit`` under a strategy of
+        several replicas) hold ``batch_size`` images per replica and drop the last, partial
+        batch, which Keras cannot split across replicas."""
         mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment else None
-        return make_dataset(self.split_table(split), self.class_names, self.spec, config.batch_size,
-                            training=training, mirror=mirror, seed=config.seed, cache=config.cache)
+        replicas = self.replicas if distributed else 1
+        return make_dataset(self.split_table(split), self.class_names, self.spec, config.batch_size * replicas,
+                            training=training, mirror=mirror, seed=config.seed, cache=config.cache,
+                            drop_remainder=replicas > 1)
 
 
 def resolve_source(config: TrainConfig) -> Path:

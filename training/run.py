@@ -19,6 +19,7 @@ import yaml
 from datasets.tables import DataError
 from models import WeightsError
 from training.config import ConfigError, TrainConfig, parse_config
+from training.distribute import StrategyError
 
 ARTEFACTS = ("model.keras", "export", "metrics.json", "config.yaml", "split.csv", "bad_files.csv")
 
@@ -82,20 +83,33 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     from training.evaluate import evaluate_splits
     from training.export import export_saved_model_atomic
     from training.callbacks import write_final_metrics
+    from training.distribute import configure_devices, make_strategy, speed_switches
     from training.trainer import BestModelCheckpoint, create_model, fit, tensorboard_callbacks
 
+    configure_devices(config.logical_cpus)
     keras.utils.set_random_seed(config.seed)
     try:
+        strategy = make_strategy(config.strategy)
+        _, jit = speed_switches(config.mixed_precision, config.jit)
         data = prepare_data(config, run_dir)
-        model = create_model(config, len(data.class_names), data.spec.local_size)
-    except (DataError, WeightsError, ConfigError):
+        data.replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
+            model = create_model(config, len(data.class_names), data.spec.local_size)
+    except (DataError, WeightsError, ConfigError, StrategyError):
         if state == "new":
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    print(f"Strategy: {type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s); "
+          f"global batch {config.batch_size * strategy.num_replicas_in_sync}", flush=True)
+    if strategy.num_replicas_in_sync > 1:
+        print("Each epoch skips the last, partial global batch of the train and validation sets; the "
+              "final metrics.json uses every image.", flush=True)
     callbacks = tensorboard_callbacks(config, run_dir, data) + [
         BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json")]
-    total_epochs = fit(model, config, data.dataset("train", config, training=True), data.dataset("val", config),
-                       callbacks, backup_dir=run_dir / BACKUP)
+    with strategy.scope():
+        total_epochs = fit(model, config, data.dataset("train", config, training=True, distributed=True),
+                           data.dataset("val", config, distributed=True), callbacks, backup_dir=run_dir / BACKUP,
+                           jit=jit)
     shutil.rmtree(run_dir / BACKUP)
     best = keras.saving.load_model(run_dir / "model.keras", compile=False)
     metrics = evaluate_splits(best, data, config, run_dir)
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         config.to_yaml(run_dir / "config.yaml")
         print(f"{'Resuming the unfinished run in' if state == 'resume' else 'Run folder:'} {run_dir}", flush=True)
         metrics = train_and_report(config, run_dir, state)
-    except (ConfigError, DataError, WeightsError) as err:
+    except (ConfigError, DataError, WeightsError, StrategyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print_summary(run_dir, metrics, time.perf_counter() - started, config.logdir)

@@ -31,7 +31,7 @@ def create_model(config: TrainConfig, num_classes: int, local_size: int | None) 
                        weights=config.weights, **options)
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate) -> None:
+def compile_model(model: keras.Model, optimizer: str, learning_rate, jit: bool = False) -> None:
     """Cross-entropy on logits; accuracy (which keeps the confusion matrix for the per-class
     scores) and macro F1, written to TensorBoard as epoch_*.
 
@@ -43,7 +43,8 @@ def compile_model(model: keras.Model, optimizer: str, learning_rate) -> None:
         optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         metrics=[ConfusionMatrixAccuracy(num_classes, name="accuracy"),
-                 keras.metrics.F1Score(average="macro", name="f1_macro")])
+                 keras.metrics.F1Score(average="macro", name="f1_macro")],
+        jit_compile=jit)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -68,7 +69,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[keras.callbacks.Callback],
-        backup_dir: Path) -> int:
+        backup_dir: Path, jit: bool = False) -> int:
     """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers.
 
     Each phase backs its state up in ``backup_dir`` at every epoch's end, before any other
@@ -80,14 +81,14 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     if config.lr_schedule == "cosine":
         steps = config.epochs * int(train.cardinality())
         learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
-    compile_model(model, config.optimizer, learning_rate)
+    compile_model(model, config.optimizer, learning_rate, jit)
     model.fit(train, validation_data=val, epochs=config.epochs, verbose=verbose, shuffle=False,
               callbacks=[_backup(backup_dir / "phase1")] + callbacks)  # the dataset shuffles itself, seeded
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
-    compile_model(model, config.optimizer, config.fine_tune_lr)
+    compile_model(model, config.optimizer, config.fine_tune_lr, jit)
     total = config.epochs + config.fine_tune_epochs
     model.fit(train, validation_data=val, initial_epoch=config.epochs, epochs=total, verbose=verbose,
               shuffle=False, callbacks=[_backup(backup_dir / "phase2")] + callbacks)
