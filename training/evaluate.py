@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, confusion_matrix,  # noqa: E402
-                             precision_recall_fscore_support)
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,13 +43,13 @@ def write_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     frame = pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names)
     frame.to_csv(out_stem.with_suffix(".csv"))
     side = 2.5 + 0.6 * len(class_names)
-    figure, axes = plt.subplots(figsize=(side, side))
+    figure = Figure(figsize=(side, side))  # no pyplot: leaves the user's matplotlib backend alone
+    axes = figure.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
         ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45)
     axes.set_title(title)
     figure.tight_layout()
     figure.savefig(out_stem.with_suffix(".png"), dpi=120)
-    plt.close(figure)
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
