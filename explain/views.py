@@ -24,14 +24,14 @@ class LayerError(ValueError):
     """The requested layer does not exist or is not spatial; the message lists candidates."""
 
 
-def spatial_layers(model: keras.Model, prefix: str = "") -> list[str]:
+def spatial_layers(model: keras.Model) -> list[str]:
     """Names of all layers with a 4-D output, nested models searched, in graph order."""
     names = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            names += spatial_layers(layer, prefix)
+            names += spatial_layers(layer)
         elif _is_spatial(layer):
-            names.append(prefix + layer.name)
+            names.append(layer.name)
     return names
 
 

@@ -79,11 +79,11 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     """The heavy part: data, model, training, evaluation, export. Returns the metrics."""
     import keras
 
+    from training.callbacks import write_final_metrics
     from training.data import prepare_data
+    from training.distribute import configure_devices, make_strategy, speed_switches
     from training.evaluate import evaluate_splits
     from training.export import export_saved_model_atomic
-    from training.callbacks import write_final_metrics
-    from training.distribute import configure_devices, make_strategy, speed_switches
     from training.trainer import BestModelCheckpoint, create_model, fit, tensorboard_callbacks
 
     configure_devices(config.logical_cpus)
