@@ -1,13 +1,18 @@
-"""Strategies: MirroredStrategy over two logical CPUs against the default, and the refusals."""
+"""Strategies: mirrored over two logical CPUs against the default, two real multi-worker
+processes, and the refusals."""
 
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-from training.distribute import StrategyError, make_strategy, read_tf_config
+from training.distribute import StrategyError, make_strategy, read_tf_config, set_cluster
 from training.run import main
 
 TINY_MIRRORED = ["--epochs", "3", "--image-size", "32", "--local-size", "16", "--batch-size", "2",
@@ -56,11 +61,13 @@ def test_malformed_tf_config_is_named(monkeypatch, tf_config, message):
         read_tf_config()
 
 
-def test_multiworker_is_refused_with_the_reason(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(StrategyError, match="keras-team/keras#20585"):
-        make_strategy("multiworker")
+def test_workers_flag_builds_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    set_cluster("10.0.0.1:2222,10.0.0.2:2222", 1)
+    assert json.loads(os.environ["TF_CONFIG"]) == {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+                                                   "task": {"type": "worker", "index": 1}}
+    with pytest.raises(StrategyError, match="two or more host:port"):
+        set_cluster("10.0.0.1:2222", 0)
 
 
 def test_unknown_strategy_and_missing_tpu(tmp_path, capsys):
@@ -68,3 +75,40 @@ def test_unknown_strategy_and_missing_tpu(tmp_path, capsys):
     assert "strategy='horovod' is not one of" in capsys.readouterr().err
     with pytest.raises(StrategyError, match="--strategy tpu found no TPU"):
         make_strategy("tpu")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set, tmp_path):
+    workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    command = [sys.executable, "-m", "training.run", "--data", str(sigma_set), *TINY_MIRRORED, "--epochs", "2",
+               "--logdir", str(tmp_path), "--run-name", "cluster", "--strategy", "multiworker", "--workers", workers]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    processes = [subprocess.Popen([*command, "--task-index", str(i)], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=environment) for i in range(2)]
+    try:
+        results = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (out, err) in zip(processes, results):
+        assert process.returncode == 0, err[-3000:]
+    fingerprints = [line for out, _ in results for line in out.splitlines() if "weights fingerprint" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # identical trainable weights
+    assert "CollectiveAllReduceStrategy over 2 replica(s)" in results[0][0]  # MultiWorkerMirroredStrategy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster"]  # the chief's run folder alone
+    run_dir = tmp_path / "cluster"
+    assert (run_dir / "export" / "saved_model.pb").is_file() and (run_dir / "metrics.json").is_file()
+    assert any((run_dir / "train").glob("events.out.tfevents.*"))
+    worker_dir = next(line.split()[-1] for line in results[1][0].splitlines() if line.startswith("Run folder:"))
+    assert not worker_dir.startswith(str(tmp_path))
+    shutil.rmtree(Path(worker_dir).parent, ignore_errors=True)

@@ -163,14 +163,16 @@ class ClassScores(_Writer):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch, self._train_matrix = epoch, None
 
+    # Every worker reads the matrices, the chief alone writes: under MultiWorkerMirroredStrategy
+    # reading a metric variable is a collective operation that all workers must join.
     def on_test_begin(self, logs=None):
-        if self.active and self._train_matrix is None:
+        if self._train_matrix is None:
             self._train_matrix = _find_confusion_metric(self.model).matrix.numpy().copy()
 
     def on_epoch_end(self, epoch, logs=None):
+        validation = _find_confusion_metric(self.model).matrix.numpy()
         if not self.active:
             return
-        validation = _find_confusion_metric(self.model).matrix.numpy()
         for subdir, matrix in (("train", self._train_matrix), ("validation", validation)):
             if matrix is not None:
                 self._write(subdir, matrix, epoch)

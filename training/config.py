@@ -64,6 +64,8 @@ class TrainConfig:
     cache: bool = _option(True, "keep decoded images in memory after the first epoch")
     strategy: str = _option("auto", "tf.distribute strategy: auto (mirrored with 2+ GPUs, else default), default, "
                                     "mirrored, multiworker, tpu", choices=STRATEGIES)
+    workers: str = _option("", "multiworker: all workers' host:port, comma-separated (instead of TF_CONFIG)")
+    task_index: int = _option(0, "multiworker: this process's index in --workers")
     logical_cpus: int = _option(1, "split the CPU into N logical devices (try --strategy mirrored without GPUs)")
     mixed_precision: bool = _option(False, "GPU: mixed_float16 compute with loss scaling; logits stay float32")
     jit: bool = _option(False, "GPU: compile the training step with XLA")

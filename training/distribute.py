@@ -36,11 +36,14 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     back to the default strategy with a warning.
 
     Raises:
-        StrategyError: unknown name, a malformed ``TF_CONFIG``, no TPU for ``tpu``, or
-            ``multiworker`` (see its message).
+        StrategyError: unknown name, a missing or malformed ``TF_CONFIG`` for
+            ``multiworker``, or no TPU for ``tpu``.
     """
     if name not in STRATEGIES:
         raise StrategyError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+    if name == "multiworker":  # first: collective ops must be set up before TensorFlow starts its context
+        read_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "default"
@@ -53,13 +56,17 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                   "training with the default strategy.", flush=True)
             return tf.distribute.get_strategy()
         return tf.distribute.MirroredStrategy(devices)
-    if name == "tpu":
-        return _tpu_strategy()
-    read_tf_config()
-    raise StrategyError(
-        "--strategy multiworker is not available yet: Keras 3's model.fit fails under "
-        "MultiWorkerMirroredStrategy (keras-team/keras#20585) and geoxai's own distributed "
-        "training step is not written. Use --strategy mirrored on one machine with several GPUs.")
+    return _tpu_strategy()
+
+
+def set_cluster(workers: str, task_index: int) -> None:
+    """Builds ``TF_CONFIG`` from ``--workers host:port,host:port --task-index I``."""
+    addresses = [w.strip() for w in workers.split(",") if w.strip()]
+    if len(addresses) < 2 or any(":" not in a for a in addresses) or not 0 <= task_index < len(addresses):
+        raise StrategyError(f"--workers {workers!r} --task-index {task_index}: give two or more host:port "
+                            "addresses and this process's index among them.")
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
+                                          "task": {"type": "worker", "index": task_index}})
 
 
 def read_tf_config() -> dict:

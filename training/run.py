@@ -7,6 +7,7 @@ and trains SedNet on it. Everything a run writes goes into ``LOGDIR/RUN_NAME/``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import shutil
 import sys
@@ -14,12 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from datasets.tables import DataError
 from models import WeightsError
+from training.callbacks import is_chief
 from training.config import ConfigError, TrainConfig, parse_config
-from training.distribute import StrategyError
+from training.distribute import StrategyError, set_cluster
 
 ARTEFACTS = ("model.keras", "export", "metrics.json", "config.yaml", "split.csv", "bad_files.csv")
 
@@ -45,6 +48,8 @@ def make_run_dir(config: TrainConfig) -> tuple[Path, str]:
     except OSError as err:
         raise ConfigError(f"The log root {root} cannot be written ({err.strerror or err}); "
                           "pass --logdir with a writable folder.") from err
+    if not is_chief():  # a multi-worker run's other workers write nowhere the user looks
+        root = Path(tempfile.mkdtemp(prefix="geoxai-worker-"))
     name = config.run_name or _default_run_name(config)
     run_dir = root / name
     if (run_dir / BACKUP).is_dir() and not config.overwrite:
@@ -87,9 +92,9 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     from training.trainer import BestModelCheckpoint, create_model, fit, tensorboard_callbacks
 
     configure_devices(config.logical_cpus)
-    keras.utils.set_random_seed(config.seed)
     try:
-        strategy = make_strategy(config.strategy)
+        strategy = make_strategy(config.strategy)  # before any TF op: collective ops need that
+        keras.utils.set_random_seed(config.seed)
         _, jit = speed_switches(config.mixed_precision, config.jit)
         data = prepare_data(config, run_dir)
         data.replicas = strategy.num_replicas_in_sync
@@ -109,7 +114,9 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     with strategy.scope():
         total_epochs = fit(model, config, data.dataset("train", config, training=True, distributed=True),
                            data.dataset("val", config, distributed=True), callbacks, backup_dir=run_dir / BACKUP,
-                           jit=jit)
+                           jit=jit, strategy=strategy)
+    if config.strategy == "multiworker":
+        print(f"Final weights fingerprint: {weights_fingerprint(model)}", flush=True)
     shutil.rmtree(run_dir / BACKUP)
     best = keras.saving.load_model(run_dir / "model.keras", compile=False)
     metrics = evaluate_splits(best, data, config, run_dir)
@@ -117,6 +124,15 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
         write_final_metrics(run_dir, metrics, step=total_epochs)
     export_saved_model_atomic(best, run_dir / "export")
     return metrics
+
+
+def weights_fingerprint(model) -> str:
+    """A digest of the trainable weights; every worker of a multi-worker run must print the
+    same (batch-norm moving statistics are each worker's own and are left out)."""
+    digest = hashlib.sha256()
+    for weight in model.trainable_weights:
+        digest.update(np.asarray(weight.numpy(), np.float32).round(5).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def print_summary(run_dir: Path, metrics: dict, seconds: float, logdir: str) -> None:
@@ -137,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = parse_config(argv)
+        if config.workers:
+            set_cluster(config.workers, config.task_index)
         run_dir, state = make_run_dir(config)
         config.to_yaml(run_dir / "config.yaml")
         print(f"{'Resuming the unfinished run in' if state == 'resume' else 'Run folder:'} {run_dir}", flush=True)

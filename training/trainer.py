@@ -9,12 +9,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from models import build_model, unfreeze_top
 from training import callbacks as tb
 from training.callbacks import ConfusionMatrixAccuracy
 from training.config import TrainConfig
 from training.export import save_keras_atomic
+from training.loop import fit_distributed
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -69,12 +71,14 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[keras.callbacks.Callback],
-        backup_dir: Path, jit: bool = False) -> int:
+        backup_dir: Path, jit: bool = False, strategy=None) -> int:
     """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers.
 
     Each phase backs its state up in ``backup_dir`` at every epoch's end, before any other
     callback writes, so a killed run started again resumes after its last complete epoch
-    (Keras' BackupAndRestore). Returns the number of epochs of both phases.
+    (Keras' BackupAndRestore). Under MultiWorkerMirroredStrategy, where ``model.fit``
+    fails, :func:`training.loop.fit_distributed` runs the same steps and callbacks.
+    Returns the number of epochs of both phases.
     """
     verbose = 1 if sys.stdout.isatty() else 2
     learning_rate = config.lr
@@ -82,17 +86,25 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
         steps = config.epochs * int(train.cardinality())
         learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
     compile_model(model, config.optimizer, learning_rate, jit)
-    model.fit(train, validation_data=val, epochs=config.epochs, verbose=verbose, shuffle=False,
-              callbacks=[_backup(backup_dir / "phase1")] + callbacks)  # the dataset shuffles itself, seeded
+    run_phase = _phase_runner(model, train, val, verbose, strategy)
+    run_phase(0, config.epochs, [_backup(backup_dir / "phase1")] + callbacks)
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
     compile_model(model, config.optimizer, config.fine_tune_lr, jit)
     total = config.epochs + config.fine_tune_epochs
-    model.fit(train, validation_data=val, initial_epoch=config.epochs, epochs=total, verbose=verbose,
-              shuffle=False, callbacks=[_backup(backup_dir / "phase2")] + callbacks)
+    run_phase(config.epochs, total, [_backup(backup_dir / "phase2")] + callbacks)
     return total
+
+
+def _phase_runner(model, train, val, verbose, strategy):
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return lambda first, last, callbacks: fit_distributed(model, strategy, train, val, last, callbacks, first,
+                                                              verbose)
+    return lambda first, last, callbacks: model.fit(  # the dataset shuffles itself, seeded
+        train, validation_data=val, initial_epoch=first, epochs=last, verbose=verbose, shuffle=False,
+        callbacks=callbacks)
 
 
 def _backup(folder: Path) -> keras.callbacks.BackupAndRestore:
