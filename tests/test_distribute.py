@@ -7,12 +7,11 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-from training.distribute import StrategyError, make_strategy, read_tf_config, set_cluster
+from training.distribute import StrategyError, make_strategy, read_tf_config, set_cluster, speed_switches
 from training.run import main
 
 TINY_MIRRORED = ["--epochs", "3", "--image-size", "32", "--local-size", "16", "--batch-size", "2",
@@ -59,6 +58,13 @@ def test_malformed_tf_config_is_named(monkeypatch, tf_config, message):
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(StrategyError, match=message):
         read_tf_config()
+
+
+def test_speed_switches_say_they_do_nothing_on_a_cpu(capsys):
+    assert speed_switches(mixed_precision=True, jit=True) == (False, False)
+    assert "no GPU, so --mixed-precision and --jit do nothing here" in capsys.readouterr().out
+    assert speed_switches(mixed_precision=False, jit=False) == (False, False)
+    assert capsys.readouterr().out == ""
 
 
 def test_workers_flag_builds_tf_config(monkeypatch):
@@ -111,4 +117,4 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set
     assert any((run_dir / "train").glob("events.out.tfevents.*"))
     worker_dir = next(line.split()[-1] for line in results[1][0].splitlines() if line.startswith("Run folder:"))
     assert not worker_dir.startswith(str(tmp_path))
-    shutil.rmtree(Path(worker_dir).parent, ignore_errors=True)
+    shutil.rmtree(worker_dir, ignore_errors=True)

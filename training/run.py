@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 import re
 import shutil
 import sys
@@ -48,8 +50,9 @@ def make_run_dir(config: TrainConfig) -> tuple[Path, str]:
     except OSError as err:
         raise ConfigError(f"The log root {root} cannot be written ({err.strerror or err}); "
                           "pass --logdir with a writable folder.") from err
-    if not is_chief():  # a multi-worker run's other workers write nowhere the user looks
-        root = Path(tempfile.mkdtemp(prefix="geoxai-worker-"))
+    if not is_chief():  # other workers write where the user does not look, stable so a restart resumes
+        task = json.loads(os.environ["TF_CONFIG"])["task"]
+        root = Path(tempfile.gettempdir()) / f"geoxai-{task['type']}-{task['index']}"
     name = config.run_name or _default_run_name(config)
     run_dir = root / name
     if (run_dir / BACKUP).is_dir() and not config.overwrite:
