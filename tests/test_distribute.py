@@ -68,7 +68,7 @@ def test_speed_switches_say_they_do_nothing_on_a_cpu(capsys):
 
 
 def test_workers_flag_builds_tf_config(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("TF_CONFIG", "")  # restored after the test, so later processes see no cluster
     set_cluster("10.0.0.1:2222,10.0.0.2:2222", 1)
     assert json.loads(os.environ["TF_CONFIG"]) == {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
                                                    "task": {"type": "worker", "index": 1}}

@@ -99,6 +99,9 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
         strategy = make_strategy(config.strategy)  # before any TF op: collective ops need that
         keras.utils.set_random_seed(config.seed)
         _, jit = speed_switches(config.mixed_precision, config.jit)
+        if jit and config.strategy == "multiworker":
+            print("note: --jit is not applied under multiworker (XLA cannot compile its collective steps here).")
+            jit = False
         data = prepare_data(config, run_dir)
         data.replicas = strategy.num_replicas_in_sync
         with strategy.scope():
