@@ -48,7 +48,8 @@ class TrainConfig:
     weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "
                                       "or a local weights file")
     logdir: str = _option("tensorboard_logs", "log root; the run writes into LOGDIR/RUN_NAME")
-    run_name: str = _option("", "run folder name (default: MODEL-DATA-TIMESTAMP); an existing one gets a suffix")
+    run_name: str = _option("", "run folder name (default: MODEL-DATA); an unfinished run of that name resumes, "
+                                "a finished one gets a -2 suffix")
     overwrite: bool = _option(False, "reuse an existing run folder instead of adding a suffix")
     split: str = _option("0.6,0.2,0.2", "train,val,test fractions of a stratified split (a manifest's split "
                                         "column wins)")
