@@ -108,8 +108,6 @@ def _one_row_per_image(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:
-    if "split" in table.columns and set(table["split"].dropna()) == {"test"}:
-        return table  # a held-out test set needs no second class to be valid
     classes = sorted(table["label"].unique())
     if len(classes) < 2:
         raise DataError(f"{source} holds a single class ({classes[0]!r}): a classifier needs "

@@ -14,6 +14,7 @@ from typing import Callable
 import keras
 
 from models import sednet, transfer
+from models.metrics import ConfusionMatrixAccuracy
 from models.transfer import WeightsError, unfreeze_top
 
 
@@ -80,4 +81,4 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
     return entry.builder(num_classes=num_classes, input_shape=tuple(input_shape), weights=weights, **options)
 
 
-__all__ = ["MODELS", "ModelEntry", "WeightsError", "build_model", "parse_weights", "register", "unfreeze_top"]
+__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "parse_weights", "register", "unfreeze_top"]

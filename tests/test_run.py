@@ -55,7 +55,8 @@ def test_saved_model_in_a_fresh_process_predicts_like_model_keras(sednet_run, tm
               "local": (rng.random((3, 16, 16, 3)) * 255).astype("float32")}
     np.savez(tmp_path / "inputs.npz", **inputs)
     script = textwrap.dedent(f"""
-        import numpy as np, tensorflow as tf
+        import keras, models, numpy as np, tensorflow as tf
+        keras.saving.load_model({str(run_dir / 'model.keras')!r})  # `import models` is all it needs
         serving = tf.saved_model.load({str(run_dir / 'export')!r}).signatures["serving_default"]
         inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
         assert sorted(serving.structured_input_signature[1]) == ["local", "whole"]

@@ -31,6 +31,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from explain.cam import gradcam_with_logits
 from explain.overlay import overlay
 from explain.views import resolve_layers
+from models.metrics import ConfusionMatrixAccuracy
 
 ACTIVATION_LAYERS = ("features", "whole_features", "local_features")
 
@@ -94,36 +95,6 @@ class FlushSummaries(_Writer):
     def on_epoch_end(self, epoch, logs=None):
         if self.active:
             self.on_train_end()
-
-
-@keras.saving.register_keras_serializable(package="geoxai")
-class ConfusionMatrixAccuracy(keras.metrics.Metric):
-    """Accuracy that keeps the whole confusion matrix (rows: true class, columns: predicted).
-
-    Its ``result()`` is the accuracy, so it logs as one scalar; :class:`ClassScores` reads
-    the matrix itself for per-class scores.
-    """
-
-    def __init__(self, num_classes: int, name: str = "accuracy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = num_classes
-        self.matrix = self.add_variable((num_classes, num_classes), initializer="zeros", name="matrix",
-                                        dtype="float32")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        true = keras.ops.argmax(y_true, axis=-1)
-        predicted = keras.ops.argmax(y_pred, axis=-1)
-        pairs = keras.ops.one_hot(true * self.num_classes + predicted, self.num_classes ** 2)
-        self.matrix.assign_add(keras.ops.reshape(keras.ops.sum(pairs, axis=0), (self.num_classes, self.num_classes)))
-
-    def result(self):
-        return keras.ops.divide_no_nan(keras.ops.trace(self.matrix), keras.ops.sum(self.matrix))
-
-    def reset_state(self):
-        self.matrix.assign(keras.ops.zeros_like(self.matrix))
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 def scores_from_confusion(matrix: np.ndarray) -> dict[str, np.ndarray]:

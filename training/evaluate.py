@@ -11,6 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from training.data import label_indices
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -58,8 +60,6 @@ def write_metrics(metrics: dict, path: Path) -> None:
 
 def evaluate_splits(model, data, config, run_dir: Path) -> dict:
     """Predicts every split, writes metrics.json and the confusion matrices; returns the metrics."""
-    from training.data import label_indices
-
     metrics = {}
     for split in ("train", "val", "test"):
         y_true = label_indices(data.split_table(split), data.class_names)

@@ -11,9 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import build_model, unfreeze_top
+from models import ConfusionMatrixAccuracy, build_model, unfreeze_top
 from training import callbacks as tb
-from training.callbacks import ConfusionMatrixAccuracy
 from training.config import TrainConfig
 from training.export import save_keras_atomic
 from training.loop import fit_distributed
