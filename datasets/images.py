@@ -71,9 +71,14 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Reads a mask as a boolean (H, W) array, resized with nearest neighbour to ``size`` (H, W)."""
     mask = read_image(path)[..., 0] > 127
-    if size is not None and mask.shape != tuple(size):
-        mask = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
-    return mask
+    return mask if size is None else resize_mask(mask, size)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resizes a boolean mask to ``size`` (H, W) with nearest neighbour: never blurred."""
+    if mask.shape == tuple(size):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -113,7 +113,8 @@ def deletion_insertion(model: keras.Model, inputs, maps, targets, *, input_name:
 
     Args:
         inputs: the model's input array, or a dict of them for a multi-input model; only
-            ``input_name`` (default: the first) is perturbed, the others are kept.
+            ``input_name`` (default: the largest image, SedNet's ``whole``) is perturbed, the
+            others are kept.
         maps: (batch, H, W) maps of that input, at its resolution.
         targets: one class index per sample.
 
@@ -121,7 +122,7 @@ def deletion_insertion(model: keras.Model, inputs, maps, targets, *, input_name:
         ``(deletion_auc, insertion_auc)``, one value in [0, 1] per sample.
     """
     named = dict(inputs) if isinstance(inputs, dict) else {model.inputs[0].name: inputs}
-    name = input_name or next(iter(named))
+    name = input_name or main_input(model)
     images = np.asarray(named[name], np.float32)
     maps = np.asarray(maps, np.float32)
     if maps.shape != images.shape[:3]:
@@ -170,6 +171,7 @@ def randomisation_check(model: keras.Model, method: Callable, inputs, targets=No
     model's predictions when ``targets`` is None) and compared with the trained model's
     maps. A method that passes loses its similarity as the weights go; one that keeps it
     explains the image, not the model (an edge detector would). The user's model is untouched.
+    A multi-input model's maps are compared on its :func:`main_input`.
 
     Returns:
         One row per step: the layers randomised so far, the lowest one's name, and the mean
@@ -177,7 +179,7 @@ def randomisation_check(model: keras.Model, method: Callable, inputs, targets=No
     """
     if targets is None:
         targets = model.predict(inputs, verbose=0).argmax(-1)
-    original = _primary(method(model, inputs, targets, layer=layer))
+    original = main_map(model, method(model, inputs, targets, layer=layer))
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     weighted = [item for item in reversed(_leaf_layers(copy)) if item.weights]
@@ -187,15 +189,21 @@ def randomisation_check(model: keras.Model, method: Callable, inputs, targets=No
         for index in group:
             _reinitialise(weighted[index], rng)
         done += len(group)
-        ssim, rho = map_similarity(original, _primary(method(copy, inputs, targets, layer=layer)))
+        ssim, rho = map_similarity(original, main_map(model, method(copy, inputs, targets, layer=layer)))
         rows.append({"step": len(rows) + 1, "layers_randomised": done, "down_to": weighted[group[-1]].name,
                      "ssim": float(np.nanmean(ssim)), "spearman": float(np.nanmean(rho))})
     return pd.DataFrame(rows)
 
 
-def _primary(maps) -> np.ndarray:
-    """The first input's maps of a multi-input model (SedNet's whole image)."""
-    return next(iter(maps.values())) if isinstance(maps, dict) else maps
+def main_input(model: keras.Model) -> str:
+    """The name of the model's largest image input: SedNet's ``whole``, a classifier's only one."""
+    images = [t for t in model.inputs if len(t.shape) == 4]
+    return max(images, key=lambda t: (t.shape[1] or 0) * (t.shape[2] or 0)).name
+
+
+def main_map(model: keras.Model, maps) -> np.ndarray:
+    """An explainer's maps of :func:`main_input` (they are keyed by input for multi-input models)."""
+    return maps[main_input(model)] if isinstance(maps, dict) else maps
 
 
 def _leaf_layers(model: keras.Model) -> list:

@@ -42,7 +42,7 @@ def _write_sigma_clasts(rng, size, label, stem, out: Path, options) -> list[dict
 
 def _write_thin_section(rng, size, label, stem, out: Path, options) -> list[dict]:
     sample = thin_sections.generate(rng, size, label=label, shortcut=options.get("shortcut", "none"),
-                                    correlation=options.get("correlation", 0.9))
+                                    correlation=options.get("correlation", 0.9), rock=options.get("rock"))
     path, grains, bar = f"{label}/{stem}.png", f"_masks/{stem}_grains.png", f"_masks/{stem}_scale_bar.png"
     write_image(out / path, sample.image)
     write_image(out / grains, sample.grain_mask.astype(np.uint8) * 255)

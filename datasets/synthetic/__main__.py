@@ -24,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="thin_sections: plant a class-correlated scale bar (default none)")
     parser.add_argument("--correlation", type=float, default=0.9,
                         help="thin_sections: share of images whose scale bar style follows the class (default 0.9)")
+    parser.add_argument("--rock", choices=thin_sections.CLASSES,
+                        help="thin_sections: draw this rock type for every class, so only the shortcut "
+                             "separates the classes (an audit's positive control)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.size < 32:
         parser.error("--n must be >= 1 and --size >= 32")
     if not 0.0 <= args.correlation <= 1.0:
         parser.error("--correlation must lie in [0, 1]")
     options = ({"max_clasts": args.max_clasts} if args.name == "sigma_clasts"
-               else {"shortcut": args.shortcut, "correlation": args.correlation})
+               else {"shortcut": args.shortcut, "correlation": args.correlation, "rock": args.rock})
     manifest = write_dataset(args.name, args.out, n=args.n, seed=args.seed, size=args.size, **options)
     print(f"Wrote {args.n} images and {manifest}")
     return 0

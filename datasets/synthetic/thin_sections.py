@@ -72,10 +72,14 @@ class _Grains:
 
 
 def generate(rng: np.random.Generator, size: int = 128, label: str | None = None,
-             shortcut: str = "none", correlation: float = 0.9) -> ThinSectionImage:
-    """Draws one thin section of class ``label`` (random when None)."""
+             shortcut: str = "none", correlation: float = 0.9, rock: str | None = None) -> ThinSectionImage:
+    """Draws one thin section of class ``label`` (random when None).
+
+    ``rock`` draws that rock type whatever the label: with a scale bar of correlation 1, a
+    set whose classes only the shortcut separates, to calibrate an audit.
+    """
     label = label or str(rng.choice(CLASSES))
-    grains = _DRAWERS[label](rng, size)
+    grains = _DRAWERS[rock or label](rng, size)
     grain_mask, box = grains.mask_and_box()
     image = finish(grains.image, rng)
     bar_mask = np.zeros((size, size), bool)
