@@ -63,12 +63,14 @@ BACKBONES = {
 
 def build_transfer_model(backbone: str, num_classes: int, input_shape=(224, 224, 3),
                          weights: str | os.PathLike | None = "imagenet", hidden: int = 256,
-                         dropout: float = 0.3) -> keras.Model:
+                         dropout: float = 0.3, train_backbone: bool = False) -> keras.Model:
     """Builds ``backbone`` (frozen) with a dense-dropout-dense head emitting logits.
 
     Args:
         weights: ``"imagenet"`` (downloaded on first use), ``None`` (random), or the path to a
             local weights file for the backbone (e.g. Keras' ``*_notop.h5``).
+        train_backbone: train the whole network instead of the head only; a frozen random
+            backbone is a fixed random projection, so train it when ``weights`` is None.
 
     Raises:
         WeightsError: the ImageNet download failed.
@@ -77,7 +79,7 @@ def build_transfer_model(backbone: str, num_classes: int, input_shape=(224, 224,
     inputs = keras.Input(input_shape, name="image")
     x = ImagenetPreprocess(spec.preprocess_mode, name="preprocess")(inputs) if spec.preprocess_mode else inputs
     base = _backbone(spec, backbone, x, weights)
-    base.trainable = False
+    base.trainable = train_backbone
     features = layers.Identity(name="features")(base.output)
     return keras.Model(inputs, classifier_head(features, num_classes, hidden, dropout), name=backbone)
 

@@ -64,6 +64,20 @@ def test_thin_sections_without_shortcut_have_no_bar():
     assert not sample.scale_bar_mask.any()
 
 
+def test_a_fixed_rock_draws_the_same_grains_for_every_label_and_keeps_the_bar_of_the_label():
+    rock = "siltstone"
+    for label in ("dolomite", "quartz_arenite"):
+        drawn = thin_sections.generate(np.random.default_rng(3), 64, label=label, shortcut="scale_bar",
+                                       correlation=1.0, rock=rock)
+        plain = thin_sections.generate(np.random.default_rng(3), 64, label=rock)
+        assert drawn.label == label
+        same = ~drawn.scale_bar_mask
+        np.testing.assert_array_equal(drawn.grain_mask, plain.grain_mask & same)
+        styled = thin_sections.generate(np.random.default_rng(3), 64, label=label, shortcut="scale_bar",
+                                        correlation=1.0)
+        np.testing.assert_array_equal(drawn.scale_bar_mask, styled.scale_bar_mask)
+
+
 def test_write_dataset_manifest_points_at_matching_files(tmp_path):
     manifest = write_dataset("thin_sections", tmp_path, n=6, seed=0, size=48, shortcut="scale_bar")
     table = pd.read_csv(manifest)

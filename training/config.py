@@ -57,6 +57,8 @@ class TrainConfig:
     mirror_pairs: str = _option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
                                         "dextral:sinistral; none")
     shared_branches: bool = _option(False, "SedNet: one set of weights for both branches")
+    train_backbone: bool = _option(False, "backbones: train every layer, not only the two head layers (do so "
+                                          "with --weights none: a frozen random backbone learns nothing)")
     fine_tune_layers: int = _option(0, "backbones: unfreeze the top N base layers for a second phase")
     fine_tune_epochs: int = _option(0, "epochs of the fine-tuning phase")
     fine_tune_lr: float = _option(1e-5, "learning rate of the fine-tuning phase")

@@ -27,7 +27,7 @@ OPTIMIZERS = {
 
 def create_model(config: TrainConfig, num_classes: int, local_size: int | None) -> keras.Model:
     options = {"local_shape": (local_size, local_size, 3), "shared_branches": config.shared_branches} \
-        if local_size else {}
+        if local_size else {"train_backbone": config.train_backbone}
     return build_model(config.model, num_classes, (config.image_size, config.image_size, 3),
                        weights=config.weights, **options)
 

@@ -1,0 +1,41 @@
+"""``python -m training.compare`` end to end on a tiny budget, and the option it relies on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from models import build_model
+from training import compare
+
+
+def test_a_backbone_trains_whole_only_when_asked():
+    frozen = build_model("mobilenetv3", 3, (32, 32, 3), weights="none")
+    whole = build_model("mobilenetv3", 3, (32, 32, 3), weights="none", train_backbone=True)
+    head_only = sum(w.numpy().size for w in frozen.trainable_weights)
+    assert sum(w.numpy().size for w in whole.trainable_weights) > 10 * head_only
+
+
+@pytest.mark.slow
+def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--models", "sednet,mobilenetv3", "--n", "36", "--size", "32",
+            "--epochs", "1", "--batch-size", "8"]
+    assert compare.main(argv) == 0
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert list(table["model"]) == ["sednet", "mobilenetv3"]
+    for column in ("train_accuracy", "test_precision", "test_recall", "test_f1", "test_loss",
+                   "gradcam_energy_grains", "gradcam_energy_scale_bar", "accuracy_drop", "relies_on_scale_bar"):
+        assert table[column].notna().all(), column
+    assert table[["gradcam_energy_grains", "gradcam_energy_scale_bar"]].stack().between(0, 1).all()
+    markdown = (tmp_path / "compare.md").read_text()
+    assert "| sednet |" in markdown and "| mobilenetv3 |" in markdown
+    assert (tmp_path / "audits" / "mobilenetv3" / "audit.html").is_file()
+    capsys.readouterr()
+    assert compare.main(argv) == 0
+    assert capsys.readouterr().out.count("reusing the finished run") == 2
+
+
+def test_an_unknown_model_is_refused(tmp_path, capsys):
+    assert compare.main(["--out", str(tmp_path), "--models", "sednet,alexnet"]) == 2
+    assert "alexnet" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
