@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import pandas as pd
 import pytest
 
@@ -14,6 +15,9 @@ def test_a_backbone_trains_whole_only_when_asked():
     whole = build_model("mobilenetv3", 3, (32, 32, 3), weights="none", train_backbone=True)
     head_only = sum(w.numpy().size for w in frozen.trainable_weights)
     assert sum(w.numpy().size for w in whole.trainable_weights) > 10 * head_only
+    momenta = {m: {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+               for m, model in (("frozen", frozen), ("whole", whole))}
+    assert momenta["whole"] == {0.9} and 0.9 not in momenta["frozen"]  # from scratch, the statistics keep up
 
 
 @pytest.mark.slow
