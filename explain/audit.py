@@ -17,9 +17,10 @@ probability by at least :data:`RELIANCE_THRESHOLD` more than inpainting the rand
 does. The explanation metrics are reported beside the verdict, not folded into it: a map can
 sit on the shortcut while the model does not need it, and the reverse.
 
+Each method also gets Adebayo et al.'s weight-randomisation sanity check on a few images.
 Writes ``audit_images.csv`` (one row per image), ``audit.csv`` (the summary, long format:
-class, method, mask, metric, value, images), ``audit.json`` (verdicts, summary, settings)
-and ``audit.html`` (one page, with example overlays).
+class, method, mask, metric, value, images), ``audit.json`` (verdicts, summary, sanity
+check, settings) and ``audit.html`` (one page, with example overlays).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from datasets.pipeline import model_inputs
 from datasets.tables import BOX_COLUMNS, DataError, list_images
 from explain import METHODS, LayerError, resolve_layers
 from explain.metrics import (deletion_insertion, energy_in_mask, main_map, mask_area, pointing_game,
-                             relevance_rank_accuracy)
+                             randomisation_check, relevance_rank_accuracy)
 from explain.overlay import overlay
 from explain.run import ExplainError, LoadedModel, load_model, parse_methods
 
@@ -182,6 +183,7 @@ class AuditSettings:
     batch_size: int = 8
     seed: int = 0
     examples: int = 2
+    sanity_images: int = 8  # images for the randomisation sanity check; 0 skips it
 
 
 def audit_images(loaded: LoadedModel, table: pd.DataFrame, masks: dict[str, str], settings: AuditSettings,
@@ -331,17 +333,30 @@ def verdicts(summary: pd.DataFrame, methods: list[str], masks: list[str]) -> dic
     return result
 
 
-def write_report(out: Path, images: pd.DataFrame, summary: pd.DataFrame, decided: dict, settings: dict) -> None:
+def sanity_check(loaded: LoadedModel, table: pd.DataFrame, masks: dict[str, str],
+                 settings: AuditSettings) -> pd.DataFrame:
+    """Adebayo et al.'s cascading randomisation (``explain.metrics.randomisation_check``) of each
+    method on the first ``settings.sanity_images`` images, in four steps."""
+    samples = [load_sample(row, masks) for row in table.head(settings.sanity_images).to_dict("records")]
+    inputs = _for_model(_stack_inputs([s.image for s in samples], [s.box for s in samples], loaded))
+    checks = [randomisation_check(loaded.model, METHODS[m], inputs, layer=settings.layer, steps=4).assign(method=m)
+              for m in settings.methods]
+    return pd.concat(checks, ignore_index=True)[["method", "step", "layers_randomised", "down_to", "ssim", "spearman"]]
+
+
+def write_report(out: Path, images: pd.DataFrame, summary: pd.DataFrame, decided: dict, sanity: pd.DataFrame,
+                 settings: dict) -> None:
     """Writes audit_images.csv, audit.csv, audit.json and audit.html."""
     images.to_csv(out / "audit_images.csv", index=False)
     summary.to_csv(out / "audit.csv", index=False)
     report = {"reliance_threshold": RELIANCE_THRESHOLD, "settings": settings, "verdicts": decided,
-              "summary": json.loads(summary.to_json(orient="records"))}
+              "summary": json.loads(summary.to_json(orient="records")),
+              "randomisation_check": json.loads(sanity.to_json(orient="records"))}
     (out / "audit.json").write_text(json.dumps(report, indent=2))
-    (out / "audit.html").write_text(_html(images, summary, decided, settings), encoding="utf-8")
+    (out / "audit.html").write_text(_html(images, summary, decided, sanity, settings), encoding="utf-8")
 
 
-def _html(images: pd.DataFrame, summary: pd.DataFrame, decided: dict, settings: dict) -> str:
+def _html(images: pd.DataFrame, summary: pd.DataFrame, decided: dict, sanity: pd.DataFrame, settings: dict) -> str:
     table = summary.pivot_table(index=["class", "method"], columns=["mask", "metric"], values="value",
                                 sort=False).round(3)
     lines = "".join(f"<li class='{'yes' if v['relies_on_shortcut'] else 'no'}'>{html.escape(v['verdict'])}</li>"
@@ -352,6 +367,7 @@ def _html(images: pd.DataFrame, summary: pd.DataFrame, decided: dict, settings: 
     legend = ", ".join(f"{name}: {'green magenta cyan'.split()[i % 3]}" for i, name in enumerate(settings["masks"]))
     return _PAGE.format(model=html.escape(settings["model"]), data=html.escape(settings["data"]), verdicts=lines,
                         threshold=RELIANCE_THRESHOLD, table=table.to_html(na_rep="", border=0),
+                        sanity=sanity.round(3).to_html(index=False, border=0) if not sanity.empty else "<p>skipped</p>",
                         method=html.escape(settings["methods"][0]), legend=html.escape(legend), figures=figures)
 
 
@@ -375,6 +391,11 @@ probability at least {threshold:.2f} more than inpainting an equal-area random r
 maps whose peak lies on the mask; rank: relevance rank accuracy; deletion_auc (lower is better) and
 insertion_auc (higher is better); intervention rows under the shortcut mask.</p>
 {table}
+<h2>Sanity check: cascading weight randomisation (Adebayo et al., 2018)</h2>
+<p>The model's weights are re-initialised from the logits down, cumulatively; similarity of each
+method's maps with the trained model's. A method that explains the model loses similarity; one that
+keeps it explains the image.</p>
+{sanity}
 <h2>Examples</h2>
 <p>{method} maps; mask outlines {legend}. Caption: true class -> predicted (true-class probability).</p>
 <div class="row">{figures}</div>
@@ -401,8 +422,9 @@ def run_audit(model: str, data: str, masks: dict[str, str], settings: AuditSetti
     images = audit_images(loaded, table, masks, settings, out)
     summary = summarize(images, list(masks), settings.methods)
     decided = verdicts(summary, settings.methods, list(masks)) if SHORTCUT in masks else {}
-    write_report(out, images, summary, decided, {"model": str(model), "data": str(data), "masks": masks,
-                                                 "split": split, **vars(settings)})
+    sanity = sanity_check(loaded, table, masks, settings) if settings.sanity_images else pd.DataFrame()
+    write_report(out, images, summary, decided, sanity, {"model": str(model), "data": str(data), "masks": masks,
+                                                         "split": split, **vars(settings)})
     return decided
 
 
@@ -432,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random regions (default 0)")
     parser.add_argument("--examples", type=int, default=2, help="example overlays per class (default 2)")
+    parser.add_argument("--sanity-images", type=int, default=8, help="images for the weight-randomisation "
+                        "sanity check of each method (default 8; 0 skips it)")
     parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
     parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
     return parser
@@ -440,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.batch_size < 1 or args.deletion_steps < 0 or args.examples < 0:
-            raise AuditError("--batch-size must be >= 1, --deletion-steps and --examples >= 0.")
+        if args.batch_size < 1 or min(args.deletion_steps, args.examples, args.sanity_images) < 0:
+            raise AuditError("--batch-size must be >= 1; --deletion-steps, --examples and --sanity-images >= 0.")
         settings = AuditSettings(parse_methods(args.methods), args.layer, args.target, args.deletion_steps,
-                                 args.tolerance, args.batch_size, args.seed, args.examples)
+                                 args.tolerance, args.batch_size, args.seed, args.examples, args.sanity_images)
         decided = run_audit(args.model, args.data, parse_masks(args.masks), settings, Path(args.out), args.split,
                             args.unsafe)
     except (AuditError, ExplainError, DataError, LayerError) as err:

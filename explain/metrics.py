@@ -191,7 +191,7 @@ def randomisation_check(model: keras.Model, method: Callable, inputs, targets=No
         done += len(group)
         ssim, rho = map_similarity(original, main_map(model, method(copy, inputs, targets, layer=layer)))
         rows.append({"step": len(rows) + 1, "layers_randomised": done, "down_to": weighted[group[-1]].name,
-                     "ssim": float(np.nanmean(ssim)), "spearman": float(np.nanmean(rho))})
+                     "ssim": pd.Series(ssim).mean(), "spearman": pd.Series(rho).mean()})  # NaN-skipping
     return pd.DataFrame(rows)
 
 

@@ -63,7 +63,7 @@ def test_a_model_trained_on_the_shortcut_is_flagged(shortcut_only, tmp_path):
     report = _audit(*shortcut_only, tmp_path)
     assert {label: v["relies_on_shortcut"] for label, v in report["verdicts"].items()} == \
         {"all": True, "dolomite": True, "siltstone": True}
-    summary = pd.read_csv(tmp_path / "audit.csv").fillna("")
+    summary = pd.read_csv(tmp_path / "audit.csv").fillna({"method": "", "mask": ""})
     energy = summary.set_index(["class", "method", "mask", "metric"])["value"]
     assert energy["all", "gradcam", "shortcut", "energy"] > 3 * energy["all", "", "shortcut", "mask_area"]
     for name in ("audit.html", "audit_images.csv", "examples/dolomite_1.png"):
@@ -71,6 +71,9 @@ def test_a_model_trained_on_the_shortcut_is_flagged(shortcut_only, tmp_path):
     assert "relies on the shortcut: yes" in (tmp_path / "audit.html").read_text()
     images = pd.read_csv(tmp_path / "audit_images.csv")
     assert len(images) == 40 and images["gradcam_deletion"].between(0, 1).all()
+    sanity = pd.DataFrame(report["randomisation_check"])
+    assert set(sanity["method"]) == {"gradcam", "saliency"} and len(sanity) == 8
+    assert sanity.groupby("method")["spearman"].last().lt(0.9).all()  # both maps follow the weights
 
 
 @pytest.mark.slow

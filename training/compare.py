@@ -97,7 +97,7 @@ def audit_manifest(runs: list[Path], manifest: Path, out: Path) -> Path:
 
 def model_row(model: str, metrics: dict, audit: pd.DataFrame, verdicts: dict) -> dict:
     """One line of the comparison: table 2's scores and the audit's answer."""
-    value = audit.fillna("").set_index(["class", "method", "mask", "metric"])["value"]
+    value = audit.fillna({"method": "", "mask": ""}).set_index(["class", "method", "mask", "metric"])["value"]
     row = {"model": model}
     for split in ("train", "test"):
         for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"):
