@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from datasets.synthetic import write_dataset
-from explain.audit import AuditSettings, run_audit
+from explain.audit import AuditError, AuditSettings, run_audit
 from training.config import TrainConfig, parse_config
 
 PAPER_MODELS = ("sednet", "resnet50", "efficientnetb2", "mobilenetv3")
@@ -87,8 +87,7 @@ def audit_manifest(runs: list[Path], manifest: Path, out: Path) -> Path:
         if not split[["path", "split"]].equals(splits[0][["path", "split"]]):
             raise RuntimeError(f"{run} was trained on another split than {runs[0]}; delete its folder and rerun.")
     masks = pd.read_csv(manifest)[["path", *MASKS.values()]]
-    masks["path"] = [str((manifest.parent / p).resolve()) for p in masks["path"]]
-    for column in MASKS.values():
+    for column in masks.columns:
         masks[column] = [str((manifest.parent / p).resolve()) for p in masks[column]]
     path = out / "audit_manifest.csv"
     splits[0].merge(masks.drop_duplicates("path"), on="path", how="left").to_csv(path, index=False)
@@ -152,6 +151,22 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def compare_models(models: list[str], out: Path, args: argparse.Namespace) -> list[dict]:
+    """Writes the data, trains and audits every model; returns the comparison's rows."""
+    manifest = write_data(out / "data", args.n, args.size, args.correlation, args.seed)
+    runs = [train(model, manifest, out / "runs", args) for model in models]
+    audit_data = audit_manifest(runs, manifest, out)
+    rows = []
+    for model, run in zip(models, runs):
+        print(f"\n=== auditing {model} on the test split", flush=True)
+        audit_out = out / "audits" / model
+        verdicts = run_audit(str(run), str(audit_data), MASKS, AuditSettings(["gradcam"], deletion_steps=8),
+                             audit_out, split="test")
+        metrics = json.loads((run / "metrics.json").read_text())
+        rows.append(model_row(model, metrics, pd.read_csv(audit_out / "audit.csv"), verdicts))
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.compare",
@@ -187,18 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --weights must be none or imagenet and --correlation lie in [0, 1].", file=sys.stderr)
         return 2
     started, out = time.perf_counter(), Path(args.out)
-    manifest = write_data(out / "data", args.n, args.size, args.correlation, args.seed)
-    runs = [train(model, manifest, out / "runs", args) for model in models]
-    audit_data = audit_manifest(runs, manifest, out)
-    rows = []
-    for model, run in zip(models, runs):
-        print(f"\n=== auditing {model} on the test split", flush=True)
-        audit_out = out / "audits" / model
-        verdicts = run_audit(str(run), str(audit_data), MASKS, AuditSettings(["gradcam"], deletion_steps=8),
-                             audit_out, split="test")
-        metrics = json.loads((run / "metrics.json").read_text())
-        rows.append(model_row(model, metrics, pd.read_csv(audit_out / "audit.csv"), verdicts))
-    table = pd.DataFrame(rows)
+    try:
+        table = pd.DataFrame(compare_models(models, out, args))
+    except (RuntimeError, AuditError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     table.to_csv(out / "compare.csv", index=False)
     (out / "compare.md").write_text(markdown(table, args, (time.perf_counter() - started) / 60))
     print("\n" + (out / "compare.md").read_text())
