@@ -39,16 +39,16 @@ import pandas as pd
 from datasets.images import UnreadableImageError, read_image, read_mask, resize_mask, write_image
 from datasets.pipeline import model_inputs
 from datasets.tables import BOX_COLUMNS, DataError, list_images
-from explain import METHODS, LayerError, resolve_layers
+from explain import METHODS, LayerError
 from explain.metrics import (deletion_insertion, energy_in_mask, main_map, mask_area, pointing_game,
-                             randomisation_check, relevance_rank_accuracy)
+                             randomisation_check, relevance_rank_accuracy, softmax)
 from explain.overlay import overlay
-from explain.run import ExplainError, LoadedModel, load_model, parse_methods
+from explain.run import ExplainError, LoadedModel, add_model_arguments, load_model, parse_methods, require_layer
 
 SHORTCUT = "shortcut"
 RELIANCE_THRESHOLD = 0.10
 LOCALISATION = {"energy": energy_in_mask, "pointing": pointing_game, "rank": relevance_rank_accuracy}
-MASK_COLOURS = {0: (0, 220, 0), 1: (255, 0, 255), 2: (0, 200, 255)}  # RGB contour colours, in --masks order
+MASK_COLOURS = (("green", (0, 220, 0)), ("magenta", (255, 0, 255)), ("cyan", (0, 200, 255)))  # in --masks order
 
 
 class AuditError(ValueError):
@@ -168,9 +168,7 @@ def _for_model(inputs: dict[str, np.ndarray]):
 
 
 def _probabilities(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    logits = model.predict(_for_model(inputs), verbose=0)
-    exponent = np.exp(logits - logits.max(1, keepdims=True))
-    return exponent / exponent.sum(1, keepdims=True)
+    return softmax(model.predict(_for_model(inputs), verbose=0))
 
 
 @dataclass
@@ -269,7 +267,7 @@ def _write_examples(samples, maps, settings: AuditSettings, rows, out: Path, sho
         for index, mask in enumerate(sample.masks.values()):
             contours, _ = cv2.findContours(_enlarged(mask.astype(np.uint8), scale), cv2.RETR_EXTERNAL,
                                            cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(picture, contours, -1, MASK_COLOURS[index % len(MASK_COLOURS)], 1)
+            cv2.drawContours(picture, contours, -1, MASK_COLOURS[index % len(MASK_COLOURS)][1], 1)
         name = f"{sample.label}_{shown[sample.label]}.png"
         write_image(folder / name, picture)
         row["example"] = f"examples/{name}"
@@ -364,7 +362,7 @@ def _html(images: pd.DataFrame, summary: pd.DataFrame, decided: dict, sanity: pd
     figures = "".join(f"<figure><img src='{html.escape(r.example)}'><figcaption>{html.escape(r.label)} -> "
                       f"{html.escape(r.predicted)} ({r.p_true:.2f})</figcaption></figure>"
                       for r in images.dropna(subset=["example"]).itertuples()) if "example" in images else ""
-    legend = ", ".join(f"{name}: {'green magenta cyan'.split()[i % 3]}" for i, name in enumerate(settings["masks"]))
+    legend = ", ".join(f"{name}: {MASK_COLOURS[i % len(MASK_COLOURS)][0]}" for i, name in enumerate(settings["masks"]))
     return _PAGE.format(model=html.escape(settings["model"]), data=html.escape(settings["data"]), verdicts=lines,
                         threshold=RELIANCE_THRESHOLD, table=table.to_html(na_rep="", border=0),
                         sanity=sanity.round(3).to_html(index=False, border=0) if not sanity.empty else "<p>skipped</p>",
@@ -411,8 +409,7 @@ def run_audit(model: str, data: str, masks: dict[str, str], settings: AuditSetti
         AuditError, ExplainError, DataError, LayerError: bad input, with what to pass instead.
     """
     loaded = load_model(model, unsafe)
-    if any(m not in ("saliency", "smoothgrad", "integrated_gradients", "occlusion") for m in settings.methods):
-        resolve_layers(loaded.model, settings.layer)
+    require_layer(loaded.model, settings.methods, settings.layer)
     table, bad = check_masks(load_audit_table(data, masks, split), masks)
     if table.empty:
         raise AuditError(f"No readable image in {data}; the first: {bad[0]['path']}: {bad[0]['reason']}.")
@@ -436,14 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "AUC; and an intervention test that inpaints the 'shortcut' mask's region, against an "
                     "equal-area random region, with a verdict per class. Writes audit.csv, audit.json, "
                     "audit_images.csv and audit.html.")
-    parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
+    add_model_arguments(parser, "layer for CAM methods (default features)")
     parser.add_argument("--data", required=True, help="a labelled CSV manifest with mask columns, or a folder "
                         "holding manifest.csv (as python -m datasets.synthetic writes)")
     parser.add_argument("--masks", required=True, help="NAME=COLUMN pairs, e.g. evidence=grain_mask,"
                         "shortcut=scale_bar_mask; the mask named 'shortcut' gets the intervention test and verdicts")
-    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} "
-                        "(default gradcam)")
-    parser.add_argument("--layer", default="features", help="layer for CAM methods (default features)")
     parser.add_argument("--target", choices=("pred", "label"), default="pred",
                         help="explain the predicted (default) or the true class")
     parser.add_argument("--split", help="only the manifest rows of this split (train, val or test)")
@@ -451,13 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="portions of the image deleted/inserted for the AUCs (default 16; 0 skips them)")
     parser.add_argument("--tolerance", type=int, help="pointing-game tolerance in model pixels (default: "
                         "15 px at 224 px, scaled to the model's input)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random regions (default 0)")
     parser.add_argument("--examples", type=int, default=2, help="example overlays per class (default 2)")
     parser.add_argument("--sanity-images", type=int, default=8, help="images for the weight-randomisation "
                         "sanity check of each method (default 8; 0 skips it)")
-    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
-    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
     return parser
 
 

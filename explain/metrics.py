@@ -133,13 +133,13 @@ def deletion_insertion(model: keras.Model, inputs, maps, targets, *, input_name:
         len(maps), steps + 1, *maps.shape[1:], 1)
     sigma = max(1.0, 5.0 * images.shape[1] / 224)  # the paper's blur, scaled to the image
     blurred = np.stack([cv2.GaussianBlur(image, (0, 0), sigma) for image in images])
+    target_rows = np.repeat(np.asarray(targets), steps + 1)
     curves = []
     for perturbed in (np.where(shown, 0.0, images[:, None]), np.where(shown, images[:, None], blurred[:, None])):
         batch = {key: np.repeat(value, steps + 1, axis=0) for key, value in named.items()}
         batch[name] = perturbed.reshape(-1, *images.shape[1:])
         model_inputs = batch if len(batch) > 1 else batch[name]
         probabilities = softmax(model.predict(model_inputs, batch_size=batch_size, verbose=0))
-        target_rows = np.repeat(np.asarray(targets), steps + 1)
         curve = probabilities[np.arange(len(target_rows)), target_rows].reshape(len(maps), steps + 1)
         curves.append(np.trapezoid(curve, fractions, axis=1))
     return curves[0], curves[1]

@@ -24,6 +24,7 @@ from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, DataError, list_images
 from explain import METHODS, LayerError, resolve_layers
 from explain.gallery import write_gallery
+from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
 
 
@@ -81,6 +82,25 @@ def parse_target(target: str, class_names: list[str]) -> str | int:
                        f"or a class name of {class_names}.")
 
 
+GRADIENT_ONLY = ("saliency", "smoothgrad", "integrated_gradients", "occlusion")  # need no --layer
+
+
+def require_layer(model, methods: list[str], layer: str) -> None:
+    """Raises LayerError, listing the candidates, when a CAM method's ``layer`` is missing."""
+    if any(m not in GRADIENT_ONLY for m in methods):
+        resolve_layers(model, layer)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str) -> None:
+    """The arguments every explaining command shares: model, methods, layer, batch, output."""
+    parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument("--layer", default="features", help=layer_help)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
+    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
+
+
 def parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -125,9 +145,7 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
             continue
         inputs = {n: np.stack([a[i] for a in arrays]).astype(np.float32) for i, n in enumerate(names)}
         model_inputs = inputs if len(names) > 1 else inputs[names[0]]
-        logits = model.predict(model_inputs, verbose=0)
-        probabilities = np.exp(logits - logits.max(1, keepdims=True))
-        probabilities /= probabilities.sum(1, keepdims=True)
+        probabilities = softmax(model.predict(model_inputs, verbose=0))
         predicted = probabilities.argmax(1)
         targets = _targets(target, predicted, [row.label for row, _ in kept], loaded.class_names)
         maps = {m: METHODS[m](model, model_inputs, targets, layer=layer) for m in methods}
@@ -182,17 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m explain.run",
         description="Explain a trained model's decisions: heatmap overlays, raw maps, explanations.csv "
                     "and an HTML gallery of true positives, false positives and false negatives per class.")
-    parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
+    add_model_arguments(parser, "layer to explain for CAM methods (default features; SedNet: each input's "
+                                "branch layer)")
     parser.add_argument("--images", required=True,
                         help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box])")
-    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
-    parser.add_argument("--layer", default="features", help="layer to explain for CAM methods (default features; "
-                        "SedNet: each input's branch layer)")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
-    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
     return parser
 
 
@@ -205,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         table = list_images(args.images)
         loaded = load_model(args.model, args.unsafe)
         target = parse_target(args.target, loaded.class_names)
-        if any(m not in ("saliency", "smoothgrad", "integrated_gradients", "occlusion") for m in methods):
-            resolve_layers(loaded.model, args.layer)
+        require_layer(loaded.model, methods, args.layer)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"Explaining {len(table)} image(s) with {', '.join(methods)} ...", flush=True)

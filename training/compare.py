@@ -17,18 +17,16 @@ interrupted one resumes, so the command can be repeated. Writes ``compare.csv`` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from datasets.synthetic import write_dataset
 from explain.audit import AuditError, AuditSettings, run_audit
-from training.config import TrainConfig, parse_config
+from training.config import parse_config
 
 PAPER_MODELS = ("sednet", "resnet50", "efficientnetb2", "mobilenetv3")
 MASKS = {"evidence": "grain_mask", "shortcut": "scale_bar_mask"}
@@ -54,22 +52,13 @@ def train_argv(model: str, manifest: Path, runs: Path, args: argparse.Namespace)
     return argv + (["--train-backbone"] if args.weights == "none" and model != "sednet" else [])
 
 
-def finished_with(run_dir: Path, config: TrainConfig) -> bool:
-    """Whether ``run_dir`` holds a finished run of exactly ``config``."""
-    saved = run_dir / "config.yaml"
-    if not (run_dir / "metrics.json").is_file() or not saved.is_file():
-        return False
-    current = dataclasses.asdict(config)
-    return all(yaml.safe_load(saved.read_text()).get(k) == v for k, v in current.items() if k != "overwrite")
-
-
 def train(model: str, manifest: Path, runs: Path, args: argparse.Namespace) -> Path:
     """Trains one model through ``training.run`` unless the same run already finished."""
-    from training.run import main as train_main
+    from training.run import config_changes, main as train_main
 
     argv = train_argv(model, manifest, runs, args)
     run_dir = runs / model
-    if finished_with(run_dir, parse_config(argv)):
+    if (run_dir / "metrics.json").is_file() and not config_changes(run_dir, parse_config(argv)):
         print(f"{model}: reusing the finished run in {run_dir}", flush=True)
         return run_dir
     if (run_dir / "metrics.json").is_file():

@@ -73,10 +73,15 @@ def _default_run_name(config: TrainConfig) -> str:
     return re.sub(r"[^\w.-]+", "_", f"{config.model}-{data}")
 
 
-def _require_same_config(run_dir: Path, config: TrainConfig) -> None:
+def config_changes(run_dir: Path, config: TrainConfig) -> list[str]:
+    """The settings in which ``config`` differs from the one saved in ``run_dir`` (all, if none is)."""
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
     current = dataclasses.asdict(config)
-    changed = sorted(k for k in current if k != "overwrite" and saved.get(k) != current[k])
+    return sorted(k for k in current if k != "overwrite" and saved.get(k) != current[k])
+
+
+def _require_same_config(run_dir: Path, config: TrainConfig) -> None:
+    changed = config_changes(run_dir, config)
     if changed:
         raise ConfigError(f"{run_dir} holds an unfinished run started with other values of {changed}. "
                           "Repeat its command to resume it, pass --overwrite to start it over, or choose "
