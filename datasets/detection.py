@@ -11,13 +11,15 @@ dropped silently.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from datasets.images import IMAGE_EXTENSIONS, UnreadableImageError, read_image
+from datasets.images import IMAGE_EXTENSIONS, UnreadableImageError, read_image, resize
 from datasets.tables import BOX_COLUMNS, DataError
 
 DETECTION_COLUMNS = ["path", "box_label", *BOX_COLUMNS]
@@ -102,26 +104,122 @@ def read_box_manifest(csv_path: str | os.PathLike) -> tuple[pd.DataFrame, list[s
     bad = table[boxes.notna().all(axis=1) & ((boxes["xmax"] <= boxes["xmin"]) | (boxes["ymax"] <= boxes["ymin"]))]
     if not bad.empty:
         raise DataError(f"Box manifest {csv_path}, row {bad.index[0] + 2}: xmax must exceed xmin and ymax ymin.")
-    return table[DETECTION_COLUMNS], sorted(table["box_label"].dropna().unique())
+    columns = DETECTION_COLUMNS + (["split"] if "split" in table.columns else [])
+    return table[columns], sorted(table["box_label"].dropna().unique())
 
 
-def flip_with_labels(images, boxes, classes, mirror: np.ndarray, seed: int | None = None):
-    """Random horizontal flips of images and their ``xyxy`` pixel boxes, chirality-aware.
+class ChiralBoxFlip:
+    """Random horizontal and vertical mirror flips of images and their ``xyxy`` pixel boxes.
 
-    Keras' box-aware ``RandomFlip`` draws one flip per image and moves the boxes with it; a
-    flipped image's class indices then go through ``mirror`` (see
-    ``datasets.augment.mirror_permutation``), so a clockwise clast becomes counter-clockwise.
-    Padding entries (class -1) are left alone.
-
-    Returns:
-        ``(images, boxes, classes)`` as tensors.
+    Keras' box-aware ``RandomFlip`` draws each flip per image and moves the boxes with it.
+    A mirror changes the sense of shear, so each flip also sends a flipped image's class
+    indices through ``mirror`` (see ``datasets.augment.mirror_permutation``): a clockwise
+    clast becomes counter-clockwise, and one flipped both ways (a 180-degree turn) keeps its
+    label. Padding entries (class -1) are left alone. Build it once, outside ``tf.data.map``
+    (its random state is a variable), and call it on batches.
     """
-    flip = keras.layers.RandomFlip("horizontal", bounding_box_format="xyxy", seed=seed)
-    data = {"images": images, "bounding_boxes": {"boxes": boxes, "labels": classes}}
-    transformation = flip.get_random_transformation(data, training=True)
-    flipped_images = flip.transform_images(images, transformation, training=True)
-    flipped_boxes = flip.transform_bounding_boxes(dict(data["bounding_boxes"]), transformation, training=True)
-    flips = keras.ops.reshape(transformation["flips"], (-1, 1))
-    mirrored = keras.ops.take(keras.ops.convert_to_tensor(mirror, "int32"), keras.ops.maximum(classes, 0))
-    swapped = keras.ops.where(flips & (classes >= 0), mirrored, classes)
-    return flipped_images, flipped_boxes["boxes"], swapped
+
+    def __init__(self, mirror: np.ndarray, seed: int | None = None):
+        self.mirror = keras.ops.convert_to_tensor(mirror, "int32")
+        self.flips = [keras.layers.RandomFlip(mode, bounding_box_format="xyxy",
+                                              seed=None if seed is None else seed + offset)
+                      for offset, mode in enumerate(("horizontal", "vertical"))]
+
+    def __call__(self, images, boxes, classes):
+        """Returns the flipped ``(images, boxes, classes)`` as tensors."""
+        for flip in self.flips:
+            data = {"images": images, "bounding_boxes": {"boxes": boxes, "labels": classes}}
+            transformation = flip.get_random_transformation(data, training=True)
+            images = flip.transform_images(images, transformation, training=True)
+            boxes = flip.transform_bounding_boxes(dict(data["bounding_boxes"]), transformation, training=True)["boxes"]
+            flipped = keras.ops.reshape(transformation["flips"], (-1, 1)) & (classes >= 0)
+            classes = keras.ops.where(flipped, keras.ops.take(self.mirror, keras.ops.maximum(classes, 0)), classes)
+        return images, boxes, classes
+
+
+def load_detection_table(source: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """The box table and class names of ``--data`` for detection.
+
+    ``source`` is a YOLO folder (``classes.txt``, ``images/``, ``labels/``), a folder holding
+    a ``manifest.csv`` with box columns (what the synthetic generator writes), or a box CSV.
+
+    Raises:
+        DataError: the path does not exist or is none of these layouts.
+    """
+    source = Path(source).expanduser()
+    if source.is_dir() and (source / "classes.txt").is_file():
+        return read_yolo_dataset(source)
+    if source.is_dir() and (source / "manifest.csv").is_file():
+        return read_box_manifest(source / "manifest.csv")
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return read_box_manifest(source)
+    what = "does not exist" if not source.exists() else "is neither a YOLO folder nor a box manifest"
+    raise DataError(f"Detection data {source} {what}. Pass a folder with classes.txt, images/ and labels/ "
+                    "(YOLO text labels), or a CSV with path, box_label, xmin, ymin, xmax, ymax.")
+
+
+def check_boxes_inside(table: pd.DataFrame) -> None:
+    """Raises DataError for a box reaching beyond its image (needs ``width``/``height`` columns):
+    usually normalised coordinates or swapped x and y in a manifest."""
+    tolerance = 1.0
+    outside = table[(table["xmax"] > table["width"] + tolerance) | (table["ymax"] > table["height"] + tolerance)
+                    | (table["xmin"] < -tolerance) | (table["ymin"] < -tolerance)]
+    if not outside.empty:
+        row = outside.iloc[0]
+        raise DataError(f"{row['path']}: the box ({row['xmin']:g}, {row['ymin']:g}, {row['xmax']:g}, "
+                        f"{row['ymax']:g}) reaches beyond the {row['width']}x{row['height']} image "
+                        f"({len(outside)} such box(es) in all). Box columns are pixels of the source image.")
+
+
+@dataclass
+class BoxArrays:
+    """A detection split in memory: images resized to a square, boxes in its pixels."""
+
+    paths: list[str]
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    boxes: np.ndarray  # float32 (N, M, 4) xyxy, padding rows 0
+    classes: np.ndarray  # int32 (N, M), padding -1
+    source_sizes: np.ndarray  # int (N, 2): height, width of each source image
+
+    def to_source_pixels(self, index: int, boxes: np.ndarray) -> np.ndarray:
+        """Maps ``xyxy`` boxes of the resized image ``index`` back to its source pixels."""
+        height, width = self.source_sizes[index]
+        side = self.images.shape[1]
+        return np.asarray(boxes, np.float32) * np.array([width, height, width, height], np.float32) / side
+
+
+def load_box_arrays(table: pd.DataFrame, class_names: list[str], size: int) -> BoxArrays:
+    """Decodes the images of a box table (one or more rows per path) and resizes them and
+    their boxes to ``size`` x ``size``."""
+    index = {name: i for i, name in enumerate(class_names)}
+    groups = list(table.groupby("path", sort=False))
+    most = max(1, max(int(rows["xmin"].notna().sum()) for _, rows in groups))
+    images = np.zeros((len(groups), size, size, 3), np.uint8)
+    boxes = np.zeros((len(groups), most, 4), np.float32)
+    classes = np.full((len(groups), most), -1, np.int32)
+    sizes = np.zeros((len(groups), 2), np.int64)
+    for i, (path, rows) in enumerate(groups):
+        image = read_image(path)
+        sizes[i] = image.shape[:2]
+        images[i] = resize(image, size)
+        rows = rows.dropna(subset=BOX_COLUMNS)
+        scale = np.array([image.shape[1], image.shape[0]] * 2, np.float32) / size
+        boxes[i, :len(rows)] = rows[BOX_COLUMNS].to_numpy(np.float32) / scale
+        classes[i, :len(rows)] = rows["box_label"].map(index).to_numpy(np.int32)
+    return BoxArrays([path for path, _ in groups], images, boxes, classes, sizes)
+
+
+def detection_dataset(arrays: BoxArrays, batch_size: int, training: bool = False,
+                      mirror: np.ndarray | None = None, seed: int = 0) -> tf.data.Dataset:
+    """Batches of ``(images, {"boxes", "labels"})`` as keras-hub detectors take them.
+
+    Training shuffles (seeded, every epoch) and, when ``mirror`` is given, flips with
+    :class:`ChiralBoxFlip`.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.boxes, arrays.classes))
+    if training:
+        dataset = dataset.shuffle(len(arrays.images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda i, b, c: (tf.cast(i, tf.float32), b, c))
+    if training and mirror is not None:
+        dataset = dataset.map(ChiralBoxFlip(mirror, seed))
+    return dataset.map(lambda i, b, c: (i, {"boxes": b, "labels": c})).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""Heatmap overlays at the image's own resolution, with RGB-correct colours."""
+"""Heatmap overlays at the image's own resolution, with RGB-correct colours, and labelled boxes."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ def peak_and_entropy(heatmap: np.ndarray, shape: tuple[int, int]) -> tuple[int, 
     p = mass[mass > 0] / mass.sum()
     entropy = float(-(p * np.log(p)).sum() / np.log(mass.size))
     return int((x + 0.5) * scale_x), int((y + 0.5) * scale_y), entropy
+
+
+def draw_boxes(image: np.ndarray, boxes, captions, colours, scale: int = 1) -> np.ndarray:
+    """Draws ``xyxy`` pixel boxes with a caption above each on a copy of ``image`` (RGB uint8),
+    enlarged ``scale`` times first so that the captions stay legible on small images."""
+    canvas = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else image.copy()
+    for box, caption, colour in zip(boxes, captions, colours):
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, max(1, scale // 2), cv2.LINE_AA)
+        if caption:
+            (width, height), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+            top = max(y0 - height - 4, 0)
+            cv2.rectangle(canvas, (x0, top), (x0 + width + 4, top + height + 4), colour, -1)
+            cv2.putText(canvas, caption, (x0 + 2, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255),
+                        1, cv2.LINE_AA)
+    return canvas

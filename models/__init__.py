@@ -1,6 +1,8 @@
 """Model builders and the one registry: ``build_model(name, num_classes, input_shape, ...)``.
 
-Every classifier outputs logits and names its last spatial feature layer ``features``.
+Every classifier outputs logits and names its last spatial feature layer ``features``. The
+``detector`` (task ``detect``) is keras-hub's RetinaNet; keras-hub is imported only when a
+detector is built, so the classifiers' commands start fast.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class ModelEntry:
     min_input_size: int
     default_weights: str | None
     uses_local_input: bool = False
+    task: str = "classify"  # or "detect"
+    has_imagenet_weights: bool = True
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -38,10 +42,21 @@ def register(name: str, entry: ModelEntry) -> None:
     MODELS[name] = entry
 
 
-register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, uses_local_input=True))
+register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, uses_local_input=True,
+                              has_imagenet_weights=False))
 for _name, _backbone in transfer.BACKBONES.items():
     register(_name, ModelEntry(partial(transfer.build_transfer_model, _name),
                                _backbone.min_input_size, "imagenet"))
+
+
+
+def _build_detector(**options) -> keras.Model:
+    from models.detector import build_detector
+
+    return build_detector(**options)
+
+
+register("detector", ModelEntry(_build_detector, min_input_size=64, default_weights=None, task="detect"))
 
 
 def parse_weights(weights: str | os.PathLike | None) -> str | None:
@@ -59,7 +74,7 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
 
     Args:
         name: a key of ``MODELS``.
-        num_classes: number of logits.
+        num_classes: number of logits (of box classes, for the detector).
         input_shape: (H, W, C) of the (whole) image.
         weights: ``"default"`` (the model's usual: ImageNet for backbones, none for SedNet),
             ``"imagenet"``, ``"none"``/None, or a path to a local weights file.
@@ -73,7 +88,7 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
         raise KeyError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
     entry = MODELS[name]
     weights = entry.default_weights if weights == "default" else parse_weights(weights)
-    if entry.default_weights is None and weights == "imagenet":
+    if weights == "imagenet" and not entry.has_imagenet_weights:
         raise WeightsError(f"{name} has no ImageNet weights; pass --weights none or a weights file.")
     if weights is not None and weights != "imagenet" and not Path(weights).is_file():
         raise WeightsError(f"Weights file not found: {weights}. Pass --weights none, or the "

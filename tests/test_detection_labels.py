@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets.detection import flip_with_labels, parse_yolo_labels, read_box_manifest, read_yolo_dataset
+from datasets.detection import ChiralBoxFlip, parse_yolo_labels, read_box_manifest, read_yolo_dataset
 from datasets.images import write_image
 from datasets.tables import DataError
 
@@ -60,16 +60,20 @@ def test_a_box_manifest_is_checked(tmp_path):
         read_box_manifest(tmp_path / "bad.csv")
 
 
-def test_a_flip_moves_the_boxes_and_swaps_the_shear_sense():
-    images = np.zeros((8, 16, 20, 3), np.float32)
+def test_flips_move_the_boxes_and_each_mirror_swaps_the_shear_sense():
+    images = np.zeros((16, 16, 20, 3), np.float32)
     images[:, 2:5, 1:6] = 255.0
-    boxes = np.tile(np.array([[[1.0, 2.0, 6.0, 5.0], [0.0, 0.0, 0.0, 0.0]]], np.float32), (8, 1, 1))
-    classes = np.tile(np.array([[0, -1]], np.int32), (8, 1))
+    boxes = np.tile(np.array([[[1.0, 2.0, 6.0, 5.0], [0.0, 0.0, 0.0, 0.0]]], np.float32), (16, 1, 1))
+    classes = np.tile(np.array([[0, -1]], np.int32), (16, 1))
     out_images, out_boxes, out_classes = (np.asarray(t) for t in
-                                          flip_with_labels(images, boxes, classes, np.array([1, 0]), seed=3))
-    flipped = np.array([np.array_equal(o, i[:, ::-1]) for o, i in zip(out_images, images)])
-    assert flipped.any() and not flipped.all()
-    np.testing.assert_allclose(out_boxes[flipped, 0], [[14.0, 2.0, 19.0, 5.0]] * flipped.sum())
-    np.testing.assert_allclose(out_boxes[~flipped, 0], boxes[~flipped, 0])
-    np.testing.assert_array_equal(out_classes[:, 0], np.where(flipped, 1, 0))
-    np.testing.assert_array_equal(out_classes[:, 1], -1)  # padding stays padding
+                                          ChiralBoxFlip(np.array([1, 0]), seed=3)(images, boxes, classes))
+    flips = [next((h, v) for h in (False, True) for v in (False, True)
+                  if np.array_equal(out, image[::-1 if v else 1, ::-1 if h else 1]))
+             for out, image in zip(out_images, images)]
+    assert {(True, False), (False, True), (False, False)} <= set(flips)
+    for (h, v), box, label in zip(flips, out_boxes, out_classes):
+        expected_x = [14.0, 19.0] if h else [1.0, 6.0]
+        expected_y = [11.0, 14.0] if v else [2.0, 5.0]
+        np.testing.assert_allclose(box[0], [expected_x[0], expected_y[0], expected_x[1], expected_y[1]])
+        assert label[0] == int(h != v)  # one mirror swaps cw and ccw, two (a half turn) do not
+        assert label[1] == -1  # padding stays padding

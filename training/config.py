@@ -19,6 +19,8 @@ from models import MODELS
 from training.distribute import STRATEGIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+TASKS = ("classify", "detect")
+DETECTION_DEFAULTS = {"model": "detector", "image_size": 128, "batch_size": 8, "lr": 1e-3, "epochs": 30}
 
 
 class ConfigError(ValueError):
@@ -33,10 +35,18 @@ def _option(default, help: str, choices=None):
 class TrainConfig:
     """Everything one training run needs; defaults give the main job on synthetic sigma clasts."""
 
+    task: str = _option("classify", "classify images, or detect objects (boxes) with --model detector; detect "
+                                    f"changes the defaults of {', '.join(DETECTION_DEFAULTS)}",
+                        choices=TASKS)
     model: str = _option("sednet", "model to train", choices=tuple(sorted(MODELS)))
     data: str = _option("synthetic:sigma_clasts",
                         "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), "
-                        "or synthetic:sigma_clasts / synthetic:thin_sections")
+                        "or synthetic:sigma_clasts / synthetic:thin_sections; detect: a YOLO folder (classes.txt, "
+                        "images/, labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the "
+                        "synthetic sigma clasts have up to 3 per image")
+    detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
+                                         "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
+                                  choices=("one", "labels"))
     image_size: int = _option(96, "side in pixels the (whole) image is resized to")
     local_size: int = _option(48, "side in pixels of SedNet's local crop (ignored by other models)")
     epochs: int = _option(20, "training epochs")
@@ -72,7 +82,8 @@ class TrainConfig:
     logical_cpus: int = _option(1, "split the CPU into N logical devices (try --strategy mirrored without GPUs)")
     mixed_precision: bool = _option(False, "GPU: mixed_float16 compute with loss scaling; logits stay float32")
     jit: bool = _option(False, "GPU: compile the training step with XLA")
-    tb_gradcam_freq: int = _option(1, "TensorBoard: Grad-CAM overlays of fixed validation images every N epochs (0: off)")
+    tb_gradcam_freq: int = _option(1, "TensorBoard: Grad-CAM overlays of fixed validation images every N epochs (detect: "
+                                                "validation mAP and detections; 0: off)")
     tb_gradcam_images: int = _option(8, "TensorBoard: how many class-balanced validation images to explain")
     tb_histogram_freq: int = _option(1, "TensorBoard: weight and activation histograms every N epochs (0: off)")
     tb_scores: bool = _option(True, "TensorBoard: per-class precision/recall/F1 and the confusion matrix each epoch")
@@ -105,6 +116,11 @@ class TrainConfig:
                 raise ValueError
         except ValueError:
             problems.append(f"split={self.split!r} must be three positive fractions train,val,test")
+        if self.model in MODELS and MODELS[self.model].task != self.task:
+            problems.append(f"model={self.model!r} does not {self.task}: pass --task {MODELS[self.model].task} "
+                            f"or a model of {sorted(n for n, e in MODELS.items() if e.task == self.task)}")
+        if self.task == "detect" and self.strategy not in ("auto", "default"):
+            problems.append(f"strategy={self.strategy!r}: detection trains on one device (--strategy default)")
         if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in ("sigma_clasts", "thin_sections"):
             problems.append(f"data={self.data!r}: the synthetic sets are synthetic:sigma_clasts and "
                             "synthetic:thin_sections")
@@ -158,7 +174,8 @@ def _has_type(value, expected: type) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.run",
-        description="Train an image classifier and write TensorBoard logs, the best model, a SavedModel "
+        description="Train an image classifier (or, with --task detect, an object detector) and write "
+                    "TensorBoard logs, the best model, a SavedModel "
                     "export and evaluation reports into LOGDIR/RUN_NAME. With no arguments: SedNet on "
                     "a generated synthetic sigma-clast set (cw/ccw shear sense).")
     parser.add_argument("--config", help="YAML file with any of the keys below; flags override it")
@@ -174,10 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """YAML first, then flags; validated. Raises ConfigError, or SystemExit for argparse errors."""
+    """YAML first, then flags, then the task's defaults; validated.
+
+    Raises:
+        ConfigError, or SystemExit for argparse errors.
+    """
     args = vars(build_parser().parse_args(argv))
     values = read_yaml(args.pop("config")) if args.get("config") else {}
     values.update({k: v for k, v in args.items() if v is not None})
+    if values.get("task") == "detect":
+        values = {**DETECTION_DEFAULTS, **values}
     config = TrainConfig(**values)
     config.validate()
     return config

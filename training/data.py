@@ -17,6 +17,8 @@ from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_
 from models import MODELS
 from training.config import ConfigError, TrainConfig
 
+DETECTION_CLASTS = 3  # most sigma clasts per synthetic image for --task detect
+
 
 @dataclass
 class PreparedData:
@@ -59,7 +61,8 @@ def resolve_source(config: TrainConfig) -> Path:
     if not config.data.startswith("synthetic:"):
         return Path(config.data).expanduser()
     name = config.data.split(":", 1)[1]
-    options = {"max_clasts": 1} if name == "sigma_clasts" else {"shortcut": "none"}
+    clasts = DETECTION_CLASTS if config.task == "detect" else 1
+    options = {"max_clasts": clasts} if name == "sigma_clasts" else {"shortcut": "none"}
     return cached_dataset(name, config.logdir, n=config.synthetic_n, seed=config.seed,
                           size=config.synthetic_size, **options)
 

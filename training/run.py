@@ -137,6 +137,21 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     return metrics
 
 
+def detect_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
+    """``--task detect``: the detector's data, training and evaluation (training.detect)."""
+    from training.data import resolve_source
+    from training.detect import train_and_report_detector
+
+    try:
+        metrics = train_and_report_detector(config, resolve_source(config), run_dir, run_dir / BACKUP)
+    except (DataError, WeightsError, ConfigError):
+        if state == "new":
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
+    return metrics
+
+
 def weights_fingerprint(model) -> str:
     """A digest of the trainable weights; every worker of a multi-worker run must print the
     same (batch-norm moving statistics are each worker's own and are left out)."""
@@ -169,11 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, state = make_run_dir(config)
         config.to_yaml(run_dir / "config.yaml")
         print(f"{'Resuming the unfinished run in' if state == 'resume' else 'Run folder:'} {run_dir}", flush=True)
-        metrics = train_and_report(config, run_dir, state)
+        if config.task == "detect":
+            metrics = detect_and_report(config, run_dir, state)
+        else:
+            metrics = train_and_report(config, run_dir, state)
     except (ConfigError, DataError, WeightsError, StrategyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print_summary(run_dir, metrics, time.perf_counter() - started, config.logdir)
+    if config.task == "detect":
+        from training.detect import print_detection_summary
+
+        print_detection_summary(run_dir, metrics, time.perf_counter() - started, config.logdir)
+    else:
+        print_summary(run_dir, metrics, time.perf_counter() - started, config.logdir)
     return 0
 
 

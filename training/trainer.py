@@ -79,22 +79,29 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     fails, :func:`training.loop.fit_distributed` runs the same steps and callbacks.
     Returns the number of epochs of both phases.
     """
-    verbose = 1 if sys.stdout.isatty() else 2
-    learning_rate = config.lr
-    if config.lr_schedule == "cosine":
-        steps = config.epochs * int(train.cardinality())
-        learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
-    compile_model(model, config.optimizer, learning_rate, jit)
-    run_phase = _phase_runner(model, train, val, verbose, strategy)
-    run_phase(0, config.epochs, [_backup(backup_dir / "phase1")] + callbacks)
+    compile_model(model, config.optimizer, first_phase_learning_rate(config, int(train.cardinality())), jit)
+    run_phase = _phase_runner(model, train, val, progress_verbosity(), strategy)
+    run_phase(0, config.epochs, [backup_callback(backup_dir / "phase1")] + callbacks)
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
     compile_model(model, config.optimizer, config.fine_tune_lr, jit)
     total = config.epochs + config.fine_tune_epochs
-    run_phase(config.epochs, total, [_backup(backup_dir / "phase2")] + callbacks)
+    run_phase(config.epochs, total, [backup_callback(backup_dir / "phase2")] + callbacks)
     return total
+
+
+def first_phase_learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """``config.lr``, or a cosine decay from it to 0 over all of the first phase's steps."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(config.epochs * steps_per_epoch, 1))
+    return config.lr
+
+
+def progress_verbosity() -> int:
+    """A progress bar on a terminal, one line per epoch in a log file."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _phase_runner(model, train, val, verbose, strategy):
@@ -106,7 +113,8 @@ def _phase_runner(model, train, val, verbose, strategy):
         callbacks=callbacks)
 
 
-def _backup(folder: Path) -> keras.callbacks.BackupAndRestore:
+def backup_callback(folder: Path) -> keras.callbacks.BackupAndRestore:
+    """Backs the training state up at each epoch's end, so a killed run resumes from there."""
     return keras.callbacks.BackupAndRestore(str(folder), save_freq="epoch", delete_checkpoint=False,
                                             double_checkpoint=True)
 
