@@ -172,6 +172,15 @@ def check_boxes_inside(table: pd.DataFrame) -> None:
 
 
 @dataclass
+class ImageBoxes:
+    """The boxes of one image (``xyxy`` pixels) with class indices and, for detections, scores."""
+
+    boxes: np.ndarray  # (K, 4)
+    classes: np.ndarray  # (K,)
+    scores: np.ndarray | None = None  # (K,), None for ground truth
+
+
+@dataclass
 class BoxArrays:
     """A detection split in memory: images resized to a square, boxes in its pixels."""
 
@@ -180,12 +189,6 @@ class BoxArrays:
     boxes: np.ndarray  # float32 (N, M, 4) xyxy, padding rows 0
     classes: np.ndarray  # int32 (N, M), padding -1
     source_sizes: np.ndarray  # int (N, 2): height, width of each source image
-
-    def to_source_pixels(self, index: int, boxes: np.ndarray) -> np.ndarray:
-        """Maps ``xyxy`` boxes of the resized image ``index`` back to its source pixels."""
-        height, width = self.source_sizes[index]
-        side = self.images.shape[1]
-        return np.asarray(boxes, np.float32) * np.array([width, height, width, height], np.float32) / side
 
 
 def load_box_arrays(table: pd.DataFrame, class_names: list[str], size: int) -> BoxArrays:

@@ -26,6 +26,8 @@ from explain import METHODS, LayerError, resolve_layers
 from explain.gallery import write_gallery
 from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
+from explain.two_stage import (DEFAULT_MIN_SCORE, TwoStageError, load_detector, run_two_stage,
+                               write_two_stage_outputs)
 
 
 class ExplainError(ValueError):
@@ -91,9 +93,9 @@ def require_layer(model, methods: list[str], layer: str) -> None:
         resolve_layers(model, layer)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str, model_required: bool = True) -> None:
     """The arguments every explaining command shares: model, methods, layer, batch, output."""
-    parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--model", required=model_required, help="a run folder (holding model.keras) or a .keras file")
     parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
     parser.add_argument("--layer", default="features", help=layer_help)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
@@ -201,16 +203,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain a trained model's decisions: heatmap overlays, raw maps, explanations.csv "
                     "and an HTML gallery of true positives, false positives and false negatives per class.")
     add_model_arguments(parser, "layer to explain for CAM methods (default features; SedNet: each input's "
-                                "branch layer)")
+                                "branch layer)", model_required=False)
     parser.add_argument("--images", required=True,
                         help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box])")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred)")
+    two_stage = parser.add_argument_group(
+        "two-stage pipeline", "detect the clasts, crop each with a margin, classify its shear sense and explain "
+        "the crop, mapped back into the photomicrograph (annotated/, crops/, detections.csv, no_detections.csv, "
+        "gallery.html)")
+    two_stage.add_argument("--detector", help="run folder of `python -m training.run --task detect`")
+    two_stage.add_argument("--classifier", help="run folder of the shear-sense classifier (same as --model)")
+    two_stage.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                           help=f"keep detections scoring at least this (default {DEFAULT_MIN_SCORE})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    classifier = args.classifier or args.model
+    if not classifier:
+        parser.error("pass --model (or, with --detector, --classifier)")
+    if args.detector:
+        return two_stage_main(args, classifier)
     try:
         methods = parse_methods(args.methods)
         if args.batch_size < 1:
@@ -234,6 +250,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Overlays and raw maps: {out}/<method>/\nTable: {out / 'explanations.csv'}")
     if gallery:
         print(f"Gallery: {gallery}")
+    return 0
+
+
+def two_stage_main(args: argparse.Namespace, classifier_path: str) -> int:
+    """``--detector DET --classifier CLS``: see :mod:`explain.two_stage`."""
+    try:
+        methods = parse_methods(args.methods)
+        if len(methods) != 1 or not 0 <= args.min_score <= 1:
+            raise ExplainError(f"The two-stage pipeline takes one --methods entry and --min-score in [0, 1]; "
+                               f"got {methods} and {args.min_score}.")
+        table = list_images(args.images)
+        detector = load_detector(args.detector)
+        classifier = load_model(classifier_path, args.unsafe)
+        require_layer(classifier.model, methods, args.layer)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"Detecting and classifying in {len(table)} image(s), explaining with {methods[0]} ...", flush=True)
+        detections, empty, bad = run_two_stage(detector, classifier, table, out, methods[0], args.layer,
+                                               args.min_score, args.batch_size)
+    except (ExplainError, TwoStageError, DataError, LayerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_two_stage_outputs(out, detections, empty, bad, methods[0])
+    print(f"{len(detections)} detection(s) in {detections['file'].nunique()} image(s); table: "
+          f"{out / 'detections.csv'}; annotated images: {out / 'annotated'}/")
+    if len(empty):
+        print(f"{len(empty)} image(s) without any detection (score >= {args.min_score}): {out / 'no_detections.csv'}")
+    if len(bad):
+        print(f"Skipped {len(bad)} unreadable image(s); see {out / 'bad_files.csv'}")
+    if not detections.empty:
+        print(f"Gallery: {out / 'gallery.html'}")
     return 0
 
 

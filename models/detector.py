@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import keras
 import keras_hub
+import numpy as np
+
+from datasets.detection import ImageBoxes
 
 from models.transfer import WeightsError
 
@@ -46,16 +49,17 @@ def build_detector(num_classes: int, input_shape=(128, 128, 3), weights: str | N
     """
     shape = (None, None, input_shape[-1])
     encoder = _imagenet_encoder(shape) if weights == "imagenet" else _small_encoder(shape)
-    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=MIN_LEVEL,
-                                                  max_level=MAX_LEVEL, use_p5=False, image_shape=shape)
+    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=MIN_LEVEL, max_level=MAX_LEVEL,
+                                                  use_p5=False, image_shape=shape)
     converter = keras_hub.layers.RetinaNetImageConverter(scale=1 / 255.0)
     detector = keras_hub.models.RetinaNetObjectDetector(
         backbone=backbone, num_classes=num_classes, bounding_box_format=BOX_FORMAT,
-        pre_logits_num_conv_layers=head_layers,
+        pre_logits_num_conv_layers=head_layers, use_prediction_head_norm=True,
         preprocessor=keras_hub.models.RetinaNetObjectDetectorPreprocessor(image_converter=converter),
         prediction_decoder=keras_hub.layers.NonMaxSuppression(
             bounding_box_format=BOX_FORMAT, from_logits=True, confidence_threshold=SCORE_THRESHOLD,
             max_detections=MAX_DETECTIONS))
+    _set_focal_loss_prior(detector)
     if weights not in (None, "imagenet"):
         try:
             detector.load_weights(weights)
@@ -63,6 +67,20 @@ def build_detector(num_classes: int, input_shape=(128, 128, 3), weights: str | N
             raise WeightsError(f"{weights} does not fit this detector ({err}); pass --weights none, or the "
                                "weights of a detector with the same classes.") from err
     return detector
+
+
+def _set_focal_loss_prior(detector, prior: float = 0.01) -> None:
+    """Starts every anchor at class probability ``prior``, as Lin et al. (section 4.1) prescribe.
+
+    keras-hub 0.32 gives this bias to the box head and leaves the class head at zero (every
+    anchor starts at 0.5, the focal loss is swamped by easy negatives and the initial boxes
+    shrink to exp(-4.6) of their anchors), which keeps a detector trained from scratch from
+    learning for many epochs.
+    """
+    classes = detector.classification_head.prediction_layer.bias
+    boxes = detector.box_head.prediction_layer.bias
+    classes.assign(np.full(classes.shape, -np.log((1 - prior) / prior), "float32"))
+    boxes.assign(np.zeros(boxes.shape, "float32"))
 
 
 def _small_encoder(shape) -> keras_hub.models.ResNetBackbone:
@@ -79,3 +97,17 @@ def _imagenet_encoder(shape) -> keras_hub.models.ResNetBackbone:
         raise WeightsError(f"Could not download the keras-hub preset {IMAGENET_PRESET!r} ({err}). Without a "
                            "network, pass --weights none, or a detector .weights.h5 file.") from err
 
+
+def detect(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> list[ImageBoxes]:
+    """Runs the detector on uint8 (N, S, S, 3) images; returns each image's detections.
+
+    The images are padded to whole batches: keras-hub's non-maximum suppression fails when
+    Keras retraces the predict function with an unknown batch size, which a second call with
+    another remainder would cause.
+    """
+    padded = np.zeros((-(-len(images) // batch_size) * batch_size, *images.shape[1:]), np.float32)
+    padded[:len(images)] = images
+    predictions = model.predict(padded, batch_size=batch_size, verbose=0)
+    return [ImageBoxes(predictions["boxes"][i, :k], predictions["labels"][i, :k].astype(int),
+                       predictions["confidence"][i, :k])
+            for i, k in enumerate(np.asarray(predictions["num_detections"][:len(images)]).astype(int))]

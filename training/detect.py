@@ -21,13 +21,15 @@ import pandas as pd
 import tensorflow as tf
 
 from datasets.augment import mirror_permutation, resolve_mirror_pairs
-from datasets.detection import BoxArrays, check_boxes_inside, detection_dataset, load_box_arrays, load_detection_table
+from datasets.detection import (BoxArrays, ImageBoxes, check_boxes_inside, detection_dataset, load_box_arrays,
+                                load_detection_table)
 from datasets.tables import SPLITS, DataError, check_images, stratified_split, write_bad_files
 from explain.overlay import draw_boxes
 from models import MODELS, build_model
+from models.detector import detect
 from training import callbacks as tb
 from training.config import ConfigError, TrainConfig
-from training.detection_metrics import ImageBoxes, coco_map
+from training.detection_metrics import coco_map
 from training.trainer import (OPTIMIZERS, BestModelCheckpoint, backup_callback, first_phase_learning_rate,
                               progress_verbosity)
 
@@ -107,21 +109,6 @@ def split_by_image(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     if missing:
         raise DataError(f"The {'/'.join(missing)} split(s) hold no image; add images or fix the split column.")
     return table.drop(columns="split", errors="ignore").assign(split=table["path"].map(split))
-
-
-def detect(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> list[ImageBoxes]:
-    """Runs the detector on uint8 (N, S, S, 3) images; returns each image's detections.
-
-    The images are padded to whole batches: keras-hub's non-maximum suppression fails when
-    Keras retraces the predict function with an unknown batch size, which a second call with
-    another remainder would cause.
-    """
-    padded = np.zeros((-(-len(images) // batch_size) * batch_size, *images.shape[1:]), np.float32)
-    padded[:len(images)] = images
-    predictions = model.predict(padded, batch_size=batch_size, verbose=0)
-    return [ImageBoxes(predictions["boxes"][i, :k], predictions["labels"][i, :k].astype(int),
-                       predictions["confidence"][i, :k])
-            for i, k in enumerate(np.asarray(predictions["num_detections"][:len(images)]).astype(int))]
 
 
 def ground_truth(arrays: BoxArrays) -> list[ImageBoxes]:

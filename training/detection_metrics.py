@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-
-@dataclass
-class ImageBoxes:
-    """The boxes of one image (``xyxy`` pixels) with class indices and, for detections, scores."""
-
-    boxes: np.ndarray  # (K, 4)
-    classes: np.ndarray  # (K,)
-    scores: np.ndarray | None = None  # (K,), None for ground truth
+from datasets.detection import ImageBoxes
 
 
 def coco_map(truth: list[ImageBoxes], detections: list[ImageBoxes], class_names: list[str]) -> dict:
