@@ -10,7 +10,7 @@ classifier (``training.run``, the main job), draws held-out images with another 
   shear-sense accuracy is over the matched clasts.
 
 Goals (issue 6): mAP@0.5 >= 0.8 and shear-sense accuracy >= 0.9. Not a timed test: it trains
-two models (about 20 min on a 2-core CPU). The last line is a JSON object.
+two models with their defaults (about 12 min on a 2-core CPU). The last line is a JSON object.
 
     python benchmarks/detector_quality.py --out bench_detector
 """
@@ -78,11 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_detector", help="working folder (runs are reused when finished)")
     parser.add_argument("--held-out", type=int, default=200, help="held-out images (default 200)")
-    parser.add_argument("--detector-epochs", type=int, default=30, help="detector epochs (default 30)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     logdir = out / "runs"
-    detector_dir = train_once(logdir, "detector", ["--task", "detect", "--epochs", str(args.detector_epochs)])
+    detector_dir = train_once(logdir, "detector", ["--task", "detect"])
     classifier_dir = train_once(logdir, "sednet", [])
     manifest = write_dataset("sigma_clasts", out / "held_out", n=args.held_out, seed=HELD_OUT_SEED, size=128,
                              max_clasts=3)

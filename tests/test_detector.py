@@ -96,6 +96,21 @@ def test_training_run_detect_writes_map_pictures_and_tensorboard(detector_run):
     assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
 
 
+@pytest.mark.slow
+def test_the_exported_detector_returns_the_models_detections(detector_run):
+    import tensorflow as tf
+
+    run_dir, _ = detector_run
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    image = read_image(next((run_dir.parent / "_synthetic").rglob("*.png")))[None].astype(np.float32)
+    served = tf.saved_model.load(str(run_dir / "export")).signatures["serving_default"](images=tf.constant(image))
+    expected = model.predict(image, verbose=0)
+    assert served["boxes"].shape == (1, 50, 4)
+    count = int(expected["num_detections"][0])
+    assert int(served["num_detections"][0]) == count
+    np.testing.assert_allclose(served["boxes"].numpy()[0, :count], expected["boxes"][0, :count], atol=1e-3)
+
+
 def _forced_detector(run_dir, tmp_path, bias: float):
     """A copy of a detector run whose every anchor scores sigmoid(``bias``): a detector that
     finds everything (bias > 0) or nothing (bias < 0), so the pipeline's mechanics are tested

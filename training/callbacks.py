@@ -58,7 +58,7 @@ def writer_for(directory: str | Path) -> tf.summary.SummaryWriter:
     return _WRITERS[key]
 
 
-class _Writer(keras.callbacks.Callback):
+class SummaryCallback(keras.callbacks.Callback):
     """A callback that writes summaries into ``log_dir/<subdir>``, on the chief only."""
 
     def __init__(self, log_dir: str | Path):
@@ -74,7 +74,7 @@ class _Writer(keras.callbacks.Callback):
             writer_for(self.log_dir / subdir).flush()
 
 
-class EpochScalars(_Writer):
+class EpochScalars(SummaryCallback):
     """Every scalar of the epoch's logs as ``epoch_<name>``: train to ``train/``, ``val_*`` to
     ``validation/`` (the layout of Keras' TensorBoard callback)."""
 
@@ -88,7 +88,7 @@ class EpochScalars(_Writer):
                     tf.summary.scalar(f"epoch_{name}", float(value))
 
 
-class FlushSummaries(_Writer):
+class FlushSummaries(SummaryCallback):
     """Flushes the run's summary writers at each epoch's end (put it after the other
     writers), so a killed run loses no step it had finished."""
 
@@ -118,7 +118,7 @@ def _find_confusion_metric(model: keras.Model) -> ConfusionMatrixAccuracy:
     raise ValueError("ClassScores needs a ConfusionMatrixAccuracy among the compiled metrics.")
 
 
-class ClassScores(_Writer):
+class ClassScores(SummaryCallback):
     """Per-class and macro precision/recall/F1 for train and validation, and the confusion matrix.
 
     The train matrix is read when validation begins (before Keras resets the metrics), the
@@ -194,7 +194,7 @@ def _model_inputs(images: dict[str, np.ndarray]):
     return images if len(images) > 1 else next(iter(images.values()))
 
 
-class GradCamImages(_Writer):
+class GradCamImages(SummaryCallback):
     """Grad-CAM overlays of fixed validation images every ``freq`` epochs.
 
     One tag per image and input (``gradcam/<input>/<nn>_<true class>``), so TensorBoard's
@@ -260,7 +260,7 @@ def histogram_buckets(values: tf.Tensor, buckets: int = 30) -> tf.Tensor:
     return tf.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
-class Histograms(_Writer):
+class Histograms(SummaryCallback):
     """Weights and biases of every trainable layer (train run) and activations of the
     ``features`` layers on the fixed validation images (validation run), every ``freq`` epochs.
 
@@ -299,7 +299,7 @@ class Histograms(_Writer):
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
 
 
-class HParams(_Writer):
+class HParams(SummaryCallback):
     """The run's hyperparameters, for TensorBoard's HParams dashboard, written at the start."""
 
     def __init__(self, log_dir, hyperparameters: dict, run_name: str):
@@ -326,7 +326,7 @@ def write_final_metrics(log_dir: str | Path, metrics: dict, step: int) -> None:
     writer.flush()
 
 
-class ModelSummary(_Writer):
+class ModelSummary(SummaryCallback):
     """``model.summary()`` and the model's JSON config as text under TensorBoard's *Text* tab."""
 
     def on_train_begin(self, logs=None):

@@ -20,7 +20,7 @@ from training.distribute import STRATEGIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 TASKS = ("classify", "detect")
-DETECTION_DEFAULTS = {"model": "detector", "image_size": 128, "batch_size": 8, "lr": 1e-3, "epochs": 30}
+DETECTION_DEFAULTS = {"model": "detector", "image_size": 128, "batch_size": 8, "lr": 1e-3, "epochs": 12}
 
 
 class ConfigError(ValueError):

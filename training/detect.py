@@ -5,7 +5,8 @@ and boxes with the chirality-aware :class:`datasets.detection.ChiralBoxFlip`, th
 the lowest validation loss is kept, and every split is scored with pycocotools. The run
 folder gets ``metrics.json`` (``map50``, ``map50_95`` of the test split, and each split's
 scores), ``detections_<split>.png`` (truth in green, detections coloured by class) and the
-same pictures in TensorBoard, next to each epoch's validation mAP.
+same pictures in TensorBoard, next to each epoch's validation mAP, and ``export/``, a SavedModel
+that returns decoded boxes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from models.detector import detect
 from training import callbacks as tb
 from training.config import ConfigError, TrainConfig
 from training.detection_metrics import coco_map
+from training.export import export_detector_atomic
 from training.trainer import (OPTIMIZERS, BestModelCheckpoint, backup_callback, first_phase_learning_rate,
                               progress_verbosity)
 
@@ -133,7 +135,7 @@ def detection_picture(arrays: BoxArrays, detections: list[ImageBoxes], class_nam
     return np.concatenate(rows, axis=0)
 
 
-class ValidationDetections(tb._Writer):
+class ValidationDetections(tb.SummaryCallback):
     """Every ``freq`` epochs: the validation mAP, added to the epoch's logs as ``val_map50`` and
     ``val_map50_95`` (so :class:`training.callbacks.EpochScalars`, placed after it, writes them),
     and a picture of the fixed first validation images."""
@@ -199,7 +201,9 @@ def train_and_report_detector(config: TrainConfig, source: Path, run_dir: Path, 
                         weights=config.weights)
     train_detector(config, data, run_dir, model, backup_dir)
     best = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    return evaluate_detector(best, data, run_dir)
+    metrics = evaluate_detector(best, data, run_dir)
+    export_detector_atomic(best, run_dir / "export", config.image_size)
+    return metrics
 
 
 def print_detection_summary(run_dir: Path, metrics: dict, seconds: float, logdir: str) -> None:
@@ -207,6 +211,7 @@ def print_detection_summary(run_dir: Path, metrics: dict, seconds: float, logdir
           f"mAP@[.5:.95] {metrics['map50_95']:.3f}.")
     print(f"Run folder:          {run_dir}")
     print(f"  best detector:     {run_dir / 'model.keras'} (lowest validation loss)")
+    print(f"  SavedModel:        {run_dir / 'export'} (serving_default: one image, decoded boxes)")
     print(f"  metrics:           {run_dir / 'metrics.json'} (pycocotools; COCO tables in coco_<split>.txt)")
     print(f"  example detections: {run_dir}/detections_{{train,val,test}}.png")
     print(f"  split, bad files:  {run_dir / 'split.csv'}, {run_dir / 'bad_files.csv'}")

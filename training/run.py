@@ -1,7 +1,8 @@
 """``python -m training.run``: train, evaluate and export one model; see ``--help``.
 
 With no arguments it generates (once, cached under the log root) a synthetic sigma-clast set
-and trains SedNet on it. Everything a run writes goes into ``LOGDIR/RUN_NAME/``.
+and trains SedNet on it; ``--task detect`` trains the sigma-clast detector instead
+(:mod:`training.detect`). Everything a run writes goes into ``LOGDIR/RUN_NAME/``.
 """
 
 from __future__ import annotations
