@@ -162,7 +162,7 @@ def _explain_one(detector, classifier, row, image, boxes, classes, scores, out: 
         crop_overlay = f"crops/{method}/{stem}_{k:02d}.png"
         write_image(out / crop_overlay, overlay(image[y0:y1, x0:x1], crop_maps[k]))
         records.append({"file": row.path, "detection": k, **dict(zip(("xmin", "ymin", "xmax", "ymax"),
-                                                                      np.round(box, 1).tolist())),
+                                                                      np.round(box.astype(float), 1).tolist())),
                         "detector_class": detector.class_names[int(classes[k])],
                         "detector_score": round(float(scores[k]), 4), "shear_sense": names[k],
                         "probability": round(float(probabilities[k, predicted[k]]), 4),
