@@ -59,6 +59,11 @@ def _build_detector(**options) -> keras.Model:
 register("detector", ModelEntry(_build_detector, min_input_size=64, default_weights=None, task="detect"))
 
 
+def model_names(task: str) -> list[str]:
+    """The registered models of one task (``classify`` or ``detect``), sorted."""
+    return sorted(name for name, entry in MODELS.items() if entry.task == task)
+
+
 def parse_weights(weights: str | os.PathLike | None) -> str | None:
     """Maps the CLI's ``imagenet`` / ``none`` / PATH to what the builders take."""
     if weights is None or str(weights).lower() in ("none", ""):
@@ -96,4 +101,4 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
     return entry.builder(num_classes=num_classes, input_shape=tuple(input_shape), weights=weights, **options)
 
 
-__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "parse_weights", "register", "unfreeze_top"]
+__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "model_names", "parse_weights", "register", "unfreeze_top"]

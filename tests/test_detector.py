@@ -183,6 +183,9 @@ def test_two_stage_refuses_a_classifier_as_detector_and_a_missing_detector(sedne
     assert "is not an object detector" in capsys.readouterr().err
     assert explain_main(["--detector", str(tmp_path / "nowhere"), *args]) == 2
     assert "No detector at" in capsys.readouterr().err
+    assert explain_main(["--detector", str(sednet_run[0]), "--min-score", "1.5", *args]) == 2
+    assert "--min-score in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
 
 
 def test_detect_task_refuses_a_classifier_model(tmp_path, capsys):

@@ -12,7 +12,7 @@ from tf_explain.core.vanilla_gradients import VanillaGradients
 import explain
 from explain import METHODS, LayerError
 from explain.views import view_of
-from models import MODELS, build_model
+from models import MODELS, build_model, model_names
 
 SIZE, PATCH = 48, 10
 COLOURS = np.array([[230, 40, 40], [40, 40, 230]], np.float32)  # class 0: red patch, class 1: blue
@@ -198,7 +198,7 @@ def test_repeated_calls_reuse_one_compiled_view_and_memory_stays_flat(trained_cn
     assert _resident_megabytes() - before < 30  # a retrace per call would add far more
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", model_names("classify"))
 def test_gradcam_works_on_every_registered_model(name):
     size = max(64, MODELS[name].min_input_size)
     options = {"local_shape": (32, 32, 3)} if name == "sednet" else {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from models import MODELS
+from models import MODELS, model_names
 from training.distribute import STRATEGIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -36,7 +36,7 @@ class TrainConfig:
     """Everything one training run needs; defaults give the main job on synthetic sigma clasts."""
 
     task: str = _option("classify", "classify images, or detect objects (boxes) with --model detector; detect "
-                                    f"changes the defaults of {', '.join(DETECTION_DEFAULTS)}",
+                                    f"changes the defaults to {', '.join(f'{k}={v}' for k, v in DETECTION_DEFAULTS.items())}",
                         choices=TASKS)
     model: str = _option("sednet", "model to train", choices=tuple(sorted(MODELS)))
     data: str = _option("synthetic:sigma_clasts",
@@ -118,7 +118,7 @@ class TrainConfig:
             problems.append(f"split={self.split!r} must be three positive fractions train,val,test")
         if self.model in MODELS and MODELS[self.model].task != self.task:
             problems.append(f"model={self.model!r} does not {self.task}: pass --task {MODELS[self.model].task} "
-                            f"or a model of {sorted(n for n, e in MODELS.items() if e.task == self.task)}")
+                            f"or a model of {model_names(self.task)}")
         if self.task == "detect" and self.strategy not in ("auto", "default"):
             problems.append(f"strategy={self.strategy!r}: detection trains on one device (--strategy default)")
         if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in ("sigma_clasts", "thin_sections"):
