@@ -19,20 +19,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from datasets.detection import ImageBoxes, detection_dataset, load_box_arrays, read_box_manifest
+from datasets.detection import detection_dataset, load_box_arrays, read_box_manifest
 from datasets.synthetic import write_dataset
-from models.detector import build_detector, detect
+from models.detector import build_detector, detect, focal_prior_bias
 from training.detection_metrics import coco_map
-
-PRIOR_BIAS = -float(np.log((1 - 0.01) / 0.01))
-
 
 def keras_hub_initialisation(detector: keras.Model) -> None:
     """Puts the two biases back as keras-hub 0.32 initialises them."""
     classes = detector.classification_head.prediction_layer.bias
     boxes = detector.box_head.prediction_layer.bias
     classes.assign(np.zeros(classes.shape, "float32"))
-    boxes.assign(np.full(boxes.shape, PRIOR_BIAS, "float32"))
+    boxes.assign(np.full(boxes.shape, focal_prior_bias(), "float32"))
 
 
 def val_map50_per_epoch(variant: str, train, val, epochs: int) -> list[float]:
@@ -41,7 +38,7 @@ def val_map50_per_epoch(variant: str, train, val, epochs: int) -> list[float]:
     if variant == "keras-hub":
         keras_hub_initialisation(detector)
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
-    truth = [ImageBoxes(b[c >= 0], c[c >= 0]) for b, c in zip(val.boxes, val.classes)]
+    truth = val.truth()
     scores = []
     for _ in range(epochs):
         detector.fit(detection_dataset(train, 8, training=True, mirror=np.array([0]), seed=0), epochs=1, verbose=0)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.detection import ImageBoxes, load_box_arrays, read_box_manifest
+from datasets.detection import load_box_arrays, read_box_manifest
 from datasets.synthetic import write_dataset
 from explain import run as explain_run
 from explain.two_stage import load_detector
@@ -52,8 +52,7 @@ def detector_map(detector_dir: Path, manifest: Path) -> dict:
     table, _ = read_box_manifest(manifest)
     table = table.assign(box_label=detector.class_names[0])
     arrays = load_box_arrays(table, detector.class_names, detector.image_size)
-    truth = [ImageBoxes(b[c >= 0], c[c >= 0]) for b, c in zip(arrays.boxes, arrays.classes)]
-    return coco_map(truth, detect(detector.model, arrays.images), detector.class_names)
+    return coco_map(arrays.truth(), detect(detector.model, arrays.images), detector.class_names)
 
 
 def shear_sense_scores(detections: pd.DataFrame, manifest: Path) -> dict:

@@ -188,7 +188,11 @@ class BoxArrays:
     images: np.ndarray  # uint8 (N, S, S, 3)
     boxes: np.ndarray  # float32 (N, M, 4) xyxy, padding rows 0
     classes: np.ndarray  # int32 (N, M), padding -1
-    source_sizes: np.ndarray  # int (N, 2): height, width of each source image
+
+    def truth(self) -> list[ImageBoxes]:
+        """Each image's true boxes and classes, padding left out."""
+        return [ImageBoxes(boxes[classes >= 0], classes[classes >= 0])
+                for boxes, classes in zip(self.boxes, self.classes)]
 
 
 def load_box_arrays(table: pd.DataFrame, class_names: list[str], size: int) -> BoxArrays:
@@ -200,16 +204,14 @@ def load_box_arrays(table: pd.DataFrame, class_names: list[str], size: int) -> B
     images = np.zeros((len(groups), size, size, 3), np.uint8)
     boxes = np.zeros((len(groups), most, 4), np.float32)
     classes = np.full((len(groups), most), -1, np.int32)
-    sizes = np.zeros((len(groups), 2), np.int64)
     for i, (path, rows) in enumerate(groups):
         image = read_image(path)
-        sizes[i] = image.shape[:2]
         images[i] = resize(image, size)
         rows = rows.dropna(subset=BOX_COLUMNS)
         scale = np.array([image.shape[1], image.shape[0]] * 2, np.float32) / size
         boxes[i, :len(rows)] = rows[BOX_COLUMNS].to_numpy(np.float32) / scale
         classes[i, :len(rows)] = rows["box_label"].map(index).to_numpy(np.int32)
-    return BoxArrays([path for path, _ in groups], images, boxes, classes, sizes)
+    return BoxArrays([path for path, _ in groups], images, boxes, classes)
 
 
 def detection_dataset(arrays: BoxArrays, batch_size: int, training: bool = False,

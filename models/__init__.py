@@ -49,14 +49,14 @@ for _name, _backbone in transfer.BACKBONES.items():
                                _backbone.min_input_size, "imagenet"))
 
 
-
 def _build_detector(**options) -> keras.Model:
     from models.detector import build_detector
 
     return build_detector(**options)
 
 
-register("detector", ModelEntry(_build_detector, min_input_size=64, default_weights=None, task="detect"))
+register("detector", ModelEntry(_build_detector, min_input_size=64,  # the coarsest pyramid level has stride 32
+                                default_weights=None, task="detect"))
 
 
 def model_names(task: str) -> list[str]:

@@ -21,12 +21,10 @@ import keras_hub
 import numpy as np
 
 from datasets.detection import ImageBoxes
-
 from models.transfer import WeightsError
 
 BOX_FORMAT = "xyxy"  # absolute pixels, as pycocotools and the label files are converted to
 IMAGENET_PRESET = "resnet_50_imagenet"
-MIN_INPUT_SIZE = 64  # the coarsest pyramid level has stride 32
 MIN_LEVEL, MAX_LEVEL = 3, 5  # strides 8 to 32: anchors of 32 to 203 px
 SCORE_THRESHOLD = 0.05  # keep low-scoring boxes so mAP sees the whole precision-recall curve
 MAX_DETECTIONS = 50
@@ -69,17 +67,22 @@ def build_detector(num_classes: int, input_shape=(128, 128, 3), weights: str | N
     return detector
 
 
+def focal_prior_bias(prior: float = 0.01) -> float:
+    """The logit whose sigmoid is ``prior``: the class bias that starts every anchor there."""
+    return -float(np.log((1 - prior) / prior))
+
+
 def _set_focal_loss_prior(detector, prior: float = 0.01) -> None:
     """Starts every anchor at class probability ``prior``, as Lin et al. (section 4.1) prescribe.
 
     keras-hub 0.32 gives this bias to the box head and leaves the class head at zero (every
     anchor starts at 0.5, the focal loss is swamped by easy negatives and the initial boxes
-    shrink to exp(-4.6) of their anchors), which keeps a detector trained from scratch from
-    learning for many epochs.
+    shrink to exp(-4.6) of their anchors). From scratch this slows training:
+    ``benchmarks/detector_prior.py`` compares the two side by side.
     """
     classes = detector.classification_head.prediction_layer.bias
     boxes = detector.box_head.prediction_layer.bias
-    classes.assign(np.full(classes.shape, -np.log((1 - prior) / prior), "float32"))
+    classes.assign(np.full(classes.shape, focal_prior_bias(prior), "float32"))
     boxes.assign(np.zeros(boxes.shape, "float32"))
 
 

@@ -80,7 +80,7 @@ def test_training_run_detect_writes_map_pictures_and_tensorboard(detector_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir, stdout = detector_run
-    assert "Chiral box labels: a mirror flip swaps" in stdout and "Test mAP@0.5" in stdout
+    assert "Chiral labels: a mirror flip swaps" in stdout and "Test mAP@0.5" in stdout
     metrics = pd.read_json(run_dir / "metrics.json", typ="series")
     assert metrics["class_names"] == ["ccw", "cw"]
     for split in ("train", "val", "test"):

@@ -85,16 +85,26 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> PreparedData:
                         "manifest's split column.")
     write_split(table, run_dir / "split.csv")
     class_names = sorted(table["label"].unique())
+    pairs = chiral_pairs(class_names, config)
+    spec = InputSpec(config.image_size, config.local_size if entry.uses_local_input else None)
+    counts = table.groupby("split")["label"].count().reindex(list(SPLITS)).to_dict()
+    print(f"{len(table)} images, {len(class_names)} classes {class_names}; split {counts}", flush=True)
+    return PreparedData(table, class_names, spec, pairs)
+
+
+def chiral_pairs(class_names: list[str], config: TrainConfig) -> list[tuple[str, str]]:
+    """The label pairs a mirror flip swaps (``--mirror-pairs``), announced on stdout.
+
+    Raises:
+        ConfigError: the pairs name unknown classes or are malformed.
+    """
     try:
         pairs = resolve_mirror_pairs(class_names, config.mirror_pairs)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if pairs:
         print("Chiral labels: a mirror flip swaps " + ", ".join(f"{a}<->{b}" for a, b in pairs), flush=True)
-    spec = InputSpec(config.image_size, config.local_size if entry.uses_local_input else None)
-    counts = table.groupby("split")["label"].count().reindex(list(SPLITS)).to_dict()
-    print(f"{len(table)} images, {len(class_names)} classes {class_names}; split {counts}", flush=True)
-    return PreparedData(table, class_names, spec, pairs)
+    return pairs
 
 
 def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.augment import mirror_permutation, resolve_mirror_pairs
+from datasets.augment import mirror_permutation
 from datasets.detection import (BoxArrays, ImageBoxes, check_boxes_inside, detection_dataset, load_box_arrays,
                                 load_detection_table)
 from datasets.tables import SPLITS, DataError, check_images, stratified_split, write_bad_files
@@ -29,7 +29,8 @@ from explain.overlay import draw_boxes
 from models import MODELS, build_model
 from models.detector import detect
 from training import callbacks as tb
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
+from training.data import chiral_pairs
 from training.detection_metrics import coco_map
 from training.export import export_detector_atomic
 from training.trainer import (OPTIMIZERS, BestModelCheckpoint, backup_callback, first_phase_learning_rate,
@@ -76,12 +77,7 @@ def prepare_detection_data(config: TrainConfig, source: Path, run_dir: Path) -> 
     check_boxes_inside(table)
     table = split_by_image(table, config)
     table.drop(columns=["height", "width"]).to_csv(run_dir / "split.csv", index=False)
-    try:
-        pairs = resolve_mirror_pairs(class_names, config.mirror_pairs)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    if pairs:
-        print("Chiral box labels: a mirror flip swaps " + ", ".join(f"{a}<->{b}" for a, b in pairs), flush=True)
+    pairs = chiral_pairs(class_names, config)
     splits = {s: load_box_arrays(table[table["split"] == s], class_names, config.image_size) for s in SPLITS}
     counts = {s: f"{len(a.paths)} images/{int((a.classes >= 0).sum())} boxes" for s, a in splits.items()}
     print(f"{table['path'].nunique()} images, {int(table['xmin'].notna().sum())} boxes, classes {class_names}; "
@@ -113,16 +109,12 @@ def split_by_image(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     return table.drop(columns="split", errors="ignore").assign(split=table["path"].map(split))
 
 
-def ground_truth(arrays: BoxArrays) -> list[ImageBoxes]:
-    return [ImageBoxes(boxes[classes >= 0], classes[classes >= 0]) for boxes, classes in zip(arrays.boxes, arrays.classes)]
-
-
 def detection_picture(arrays: BoxArrays, detections: list[ImageBoxes], class_names: list[str],
                       count: int = 8, scale: int = 3) -> np.ndarray:
     """A grid of the first ``count`` images: truth boxes green, detections (score >= 0.3) in
     their class colour with class and score."""
     tiles = []
-    for image, truth, found in zip(arrays.images[:count], ground_truth(arrays)[:count], detections[:count]):
+    for image, truth, found in zip(arrays.images[:count], arrays.truth()[:count], detections[:count]):
         keep = found.scores >= SHOW_SCORE
         boxes = [*truth.boxes, *found.boxes[keep]]
         captions = [""] * len(truth.boxes) + [f"{class_names[c]} {s:.2f}" for c, s in
@@ -140,16 +132,16 @@ class ValidationDetections(tb.SummaryCallback):
     ``val_map50_95`` (so :class:`training.callbacks.EpochScalars`, placed after it, writes them),
     and a picture of the fixed first validation images."""
 
-    def __init__(self, log_dir, arrays: BoxArrays, class_names: list[str], freq: int = 1):
+    def __init__(self, log_dir, arrays: BoxArrays, class_names: list[str], freq: int = 1, count: int = 8):
         super().__init__(log_dir)
-        self.arrays, self.class_names, self.freq = arrays, class_names, freq
+        self.arrays, self.class_names, self.freq, self.count = arrays, class_names, freq, count
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.active or self.freq < 1 or epoch % self.freq:
             return
         detections = detect(self.model, self.arrays.images)
-        scores = coco_map(ground_truth(self.arrays), detections, self.class_names)
-        picture = detection_picture(self.arrays, detections, self.class_names)
+        scores = coco_map(self.arrays.truth(), detections, self.class_names)
+        picture = detection_picture(self.arrays, detections, self.class_names, self.count)
         with self.writer("validation").as_default(step=epoch):
             tf.summary.image("detections", picture[None], description="Truth green; detections >= 0.3 by class.")
         if logs is not None:
@@ -164,7 +156,8 @@ def train_detector(config: TrainConfig, data: DetectionData, run_dir: Path, mode
         learning_rate=first_phase_learning_rate(config, int(train.cardinality()))))
     callbacks = [backup_callback(backup_dir / "phase1"), tb.EpochScalars(run_dir)]
     if config.tb_gradcam_freq:
-        callbacks.insert(1, ValidationDetections(run_dir, data.splits["val"], data.class_names, config.tb_gradcam_freq))
+        callbacks.insert(1, ValidationDetections(run_dir, data.splits["val"], data.class_names, config.tb_gradcam_freq,
+                                                 config.tb_gradcam_images))
     if config.tb_hparams:
         callbacks.append(tb.HParams(run_dir, dataclasses.asdict(config), run_dir.name))
     if config.tb_model_summary:
@@ -180,7 +173,7 @@ def evaluate_detector(model: keras.Model, data: DetectionData, run_dir: Path) ->
     metrics = {"class_names": data.class_names}
     for split, arrays in data.splits.items():
         detections = detect(model, arrays.images)
-        scores = coco_map(ground_truth(arrays), detections, data.class_names)
+        scores = coco_map(arrays.truth(), detections, data.class_names)
         (run_dir / f"coco_{split}.txt").write_text(scores.pop("summary"))
         metrics[split] = {**scores, "images": len(arrays.paths), "boxes": int((arrays.classes >= 0).sum())}
         picture = detection_picture(arrays, detections, data.class_names)
