@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 
 from training.config import TrainConfig  # noqa: E402
-from training.data import prepare_data  # noqa: E402
-from training.trainer import create_model, fit, tensorboard_callbacks  # noqa: E402
+from training.runner import tensorboard_callbacks  # noqa: E402
+from training.tasks import TASKS  # noqa: E402
+from training.trainer import fit  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -44,12 +45,16 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def timed_fit(config, data, datasets, run_dir: Path | None) -> list[float]:
+def timed_fit(config, data, datasets, run_dir: Path, with_callbacks: bool) -> list[float]:
+    """Epoch times of one fit after the first; with every TensorBoard callback when asked. Both
+    arms back the training state up each epoch, as every run does."""
+    task = TASKS[config.task]
     keras.utils.set_random_seed(config.seed)
-    model = create_model(config, len(data.class_names), data.spec.local_size)
+    model = task.build_model(config, data)
     timer = EpochTimer()
-    callbacks = (tensorboard_callbacks(config, run_dir, data) if run_dir else []) + [timer]
-    fit(model, config, *datasets, callbacks)
+    callbacks = (tensorboard_callbacks(task, config, run_dir, data) if with_callbacks else []) + [timer]
+    fit(model, config, *datasets, callbacks, backup_dir=run_dir / "backup",
+        compile=lambda m, optimizer: task.compile(m, optimizer, False))
     return timer.seconds[1:]
 
 
@@ -57,18 +62,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--synthetic-n", type=int, default=TrainConfig.synthetic_n, help="images (tiny runs: 24)")
+    parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as logdir:
-        config = TrainConfig(logdir=logdir, epochs=args.epochs)
+        config = TrainConfig(logdir=logdir, epochs=args.epochs, synthetic_n=args.synthetic_n,
+                             image_size=args.image_size, local_size=args.image_size // 2)
         (Path(logdir) / "data").mkdir()
-        data = prepare_data(config, Path(logdir) / "data")
+        data = TASKS[config.task].prepare_data(config, Path(logdir) / "data")
         datasets = (data.dataset("train", config, training=True), data.dataset("val", config))
         times = {"with": [], "without": []}
         for round_ in range(args.rounds):
             order = ("with", "without") if round_ % 2 == 0 else ("without", "with")
             for kind in order:
-                run_dir = Path(logdir) / f"run{round_}" if kind == "with" else None
-                times[kind] += timed_fit(config, data, datasets, run_dir)
+                run_dir = Path(logdir) / f"{kind}{round_}"
+                times[kind] += timed_fit(config, data, datasets, run_dir, with_callbacks=kind == "with")
                 print(f"round {round_} {kind:>7} callbacks: epochs {[round(t, 2) for t in times[kind][-(args.epochs - 1):]]} s",
                       flush=True)
     medians = {kind: statistics.median(values) for kind, values in times.items()}

@@ -27,7 +27,7 @@ import pandas as pd
 from datasets.detection import load_box_arrays, read_box_manifest
 from datasets.synthetic import write_dataset
 from explain import run as explain_run
-from explain.two_stage import load_detector
+from explain.loading import load_detector
 from models.detector import detect
 from training import run as training_run
 from training.detection_metrics import coco_map, match_to_truth

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -20,6 +21,27 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # errors only:
 
 class UnreadableImageError(ValueError):
     """Raised when a file cannot be decoded as an image; the message is the reason."""
+
+
+Item = TypeVar("Item")
+
+
+def read_each(items: Iterable[Item], bad: list[dict], path_of: Callable[[Item], str] = lambda item: item.path,
+              read: Callable[[Item], object] | None = None) -> Iterator[tuple[Item, object]]:
+    """Yields ``(item, decoded)`` for every item whose image can be read; each unreadable one is
+    appended to ``bad`` as ``{"path", "reason"}`` (the rows of a ``bad_files.csv``) and skipped.
+
+    Args:
+        read: decodes one item (default: :func:`read_image` of its path); raises
+            :class:`UnreadableImageError` for a file to skip.
+    """
+    for item in items:
+        try:
+            decoded = read(item) if read is not None else read_image(path_of(item))
+        except UnreadableImageError as err:
+            bad.append({"path": path_of(item), "reason": str(err)})
+            continue
+        yield item, decoded
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -3,7 +3,8 @@
 Images are decoded once by OpenCV (through ``tf.numpy_function``), resized, cached as
 ``uint8`` and, for training, shuffled and augmented with label-aware D4 transforms. Models
 take float32 RGB in [0, 255]; each model scales its own input. A single-input model gets the
-image tensor; SedNet gets ``{"whole": image, "local": crop}``.
+image tensor; a two-input model such as SedNet gets ``{first: image, second: crop}`` (SedNet:
+``whole`` and ``local``).
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ from datasets.tables import BOX_COLUMNS
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model eats: the whole image's side and, for SedNet, the local crop's side."""
+    """What a model eats: its input names, the whole image's side and, for a second input
+    (SedNet's ``local``), the side of the crop it takes."""
 
     image_size: int
     local_size: int | None = None
+    input_names: tuple[str, ...] = ("image",)
+
+    def __post_init__(self):
+        if len(self.input_names) != (2 if self.local_size else 1):
+            raise ValueError(f"InputSpec: {self.input_names} need local_size exactly when there are two inputs.")
 
     @property
-    def input_names(self) -> tuple[str, ...]:
-        return ("whole", "local") if self.local_size else ("image",)
+    def crop_input(self) -> str | None:
+        """The input that takes the local crop, if any."""
+        return self.input_names[1] if self.local_size else None
 
 
 def load_example(path: str, box: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ...]:
@@ -45,6 +53,17 @@ def model_inputs(image: np.ndarray, box: np.ndarray, spec: InputSpec) -> tuple[n
         return (whole,)
     x0, y0, x1, y1 = local_box(image, box)
     return whole, resize(image[y0:y1, x0:x1], spec.local_size)
+
+
+def stack_inputs(examples: Sequence[tuple[np.ndarray, ...]], spec: InputSpec) -> dict[str, np.ndarray]:
+    """Per-example input tuples (from :func:`model_inputs`) as float32 batches keyed by input name."""
+    return {name: np.stack([example[i] for example in examples]).astype(np.float32)
+            for i, name in enumerate(spec.input_names)}
+
+
+def for_model(inputs: dict[str, np.ndarray]):
+    """What ``model.predict`` and the explainers take: the dict, or a single-input model's array."""
+    return inputs if len(inputs) > 1 else next(iter(inputs.values()))
 
 
 def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpec, batch_size: int,

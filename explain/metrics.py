@@ -25,6 +25,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from explain.views import DEFAULT_LAYER
+
 
 def _checked(maps, masks) -> tuple[np.ndarray, np.ndarray]:
     maps, masks = np.asarray(maps, np.float32), np.asarray(masks, bool)
@@ -161,7 +163,7 @@ def map_similarity(first, second) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ssim, np.float32), np.array(rho, np.float32)
 
 
-def randomisation_check(model: keras.Model, method: Callable, inputs, targets=None, *, layer: str = "features",
+def randomisation_check(model: keras.Model, method: Callable, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
                         steps: int = 8, seed: int = 0) -> pd.DataFrame:
     """Cascading model-parameter randomisation: does the explanation depend on the weights?
 

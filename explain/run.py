@@ -10,67 +10,23 @@ the number of images. See ``--help``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from datasets.images import UnreadableImageError, read_image, write_image
-from datasets.pipeline import InputSpec, model_inputs
+from datasets.images import read_each, write_image
+from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, DataError, list_images
-from explain import METHODS, LayerError, resolve_layers
+from explain import DEFAULT_LAYER, METHODS, LayerError
 from explain.gallery import write_gallery
+from explain.loading import (ExplainError, LoadedModel, add_model_arguments, load_detector, load_model,
+                             parse_methods, require_layer)
 from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
-from explain.two_stage import (DEFAULT_MIN_SCORE, TwoStageError, load_detector, run_two_stage,
-                               write_two_stage_outputs)
-
-
-class ExplainError(ValueError):
-    """A bad model path, target or method; the message says what to pass instead."""
-
-
-@dataclass
-class LoadedModel:
-    model: object
-    class_names: list[str]
-    spec: InputSpec
-
-
-def load_model(source: str, unsafe: bool = False) -> LoadedModel:
-    """Loads ``RUN_DIR/model.keras`` or a ``.keras`` file, with class names when known.
-
-    Class names come from the run's ``metrics.json``; without one they are class_0, class_1...
-    Keras' safe mode refuses files that would run arbitrary Python (a lambda layer) unless
-    ``unsafe`` is set.
-    """
-    import keras
-
-    import models  # noqa: F401  (registers the project's custom layers)
-
-    path = Path(source)
-    model_path = path / "model.keras" if path.is_dir() else path
-    if not model_path.is_file():
-        raise ExplainError(f"No model at {model_path}: pass a run folder holding model.keras, or a .keras file.")
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=not unsafe, compile=False)
-    except ValueError as err:
-        if "safe_mode" in str(err) or "lambda" in str(err).lower():
-            raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "
-                               "refuses to load. Pass --unsafe only if you trust where the file came from.") from err
-        raise
-    metrics = model_path.parent / "metrics.json"
-    classes = int(model.outputs[0].shape[-1])
-    names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
-    names = names if names and len(names) == classes else [f"class_{i}" for i in range(classes)]
-    shapes = {t.name: t.shape for t in model.inputs}
-    first = shapes.get("whole", next(iter(shapes.values())))
-    local = shapes["local"][1] if "local" in shapes else None
-    return LoadedModel(model, names, InputSpec(int(first[1]), int(local) if local else None))
+from explain.two_stage import DEFAULT_MIN_SCORE, run_two_stage, write_two_stage_outputs
 
 
 def parse_target(target: str, class_names: list[str]) -> str | int:
@@ -84,33 +40,6 @@ def parse_target(target: str, class_names: list[str]) -> str | int:
                        f"or a class name of {class_names}.")
 
 
-GRADIENT_ONLY = ("saliency", "smoothgrad", "integrated_gradients", "occlusion")  # need no --layer
-
-
-def require_layer(model, methods: list[str], layer: str) -> None:
-    """Raises LayerError, listing the candidates, when a CAM method's ``layer`` is missing."""
-    if any(m not in GRADIENT_ONLY for m in methods):
-        resolve_layers(model, layer)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str, model_required: bool = True) -> None:
-    """The arguments every explaining command shares: model, methods, layer, batch, output."""
-    parser.add_argument("--model", required=model_required, help="a run folder (holding model.keras) or a .keras file")
-    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
-    parser.add_argument("--layer", default="features", help=layer_help)
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
-    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
-
-
-def parse_methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ExplainError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
-    return methods
-
-
 def _batches(table: pd.DataFrame, size: int):
     for start in range(0, len(table), size):
         yield table.iloc[start:start + size]
@@ -119,12 +48,8 @@ def _batches(table: pd.DataFrame, size: int):
 def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
     """The batch's source images and model inputs; unreadable files go to ``bad``."""
     kept, sources, arrays = [], [], []
-    for row in rows.assign(label=rows["label"].astype(object).where(rows["label"].notna(), None)).itertuples(index=False):
-        try:
-            image = read_image(row.path)
-        except UnreadableImageError as err:
-            bad.append({"path": row.path, "reason": str(err)})
-            continue
+    rows = rows.assign(label=rows["label"].astype(object).where(rows["label"].notna(), None))
+    for row, image in read_each(rows.itertuples(index=False), bad):
         box = np.array([getattr(row, c) for c in BOX_COLUMNS], np.float32)
         kept.append((row, box))
         sources.append(image)
@@ -133,7 +58,7 @@ def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
 
 
 def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str], out: Path,
-                   target="pred", layer: str = "features", batch_size: int = 8) -> tuple[pd.DataFrame, list]:
+                   target="pred", layer: str = DEFAULT_LAYER, batch_size: int = 8) -> tuple[pd.DataFrame, list]:
     """Explains every image of ``table``; returns the explanations table and the bad files."""
     import keras
 
@@ -145,12 +70,11 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
         if not kept:
             progress.add(len(chunk))
             continue
-        inputs = {n: np.stack([a[i] for a in arrays]).astype(np.float32) for i, n in enumerate(names)}
-        model_inputs = inputs if len(names) > 1 else inputs[names[0]]
-        probabilities = softmax(model.predict(model_inputs, verbose=0))
+        batch = for_model(stack_inputs(arrays, loaded.spec))
+        probabilities = softmax(model.predict(batch, verbose=0))
         predicted = probabilities.argmax(1)
         targets = _targets(target, predicted, [row.label for row, _ in kept], loaded.class_names)
-        maps = {m: METHODS[m](model, model_inputs, targets, layer=layer) for m in methods}
+        maps = {m: METHODS[m](model, batch, targets, layer=layer) for m in methods}
         for i, ((row, box), source) in enumerate(zip(kept, sources)):
             record = {"file": row.path, "label": row.label, "predicted": loaded.class_names[predicted[i]],
                       "probability": float(probabilities[i, predicted[i]]),
@@ -159,7 +83,7 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
             stem = f"{len(rows):05d}_{Path(row.path).stem}"
             for method in methods:
                 per_input = maps[method] if isinstance(maps[method], dict) else {names[0]: maps[method]}
-                record.update(_write_maps(out / method, stem, method, per_input, i, source, box, names))
+                record.update(_write_maps(out / method, stem, method, per_input, i, source, box, loaded.spec))
             rows.append(record)
         progress.add(len(chunk))
     return pd.DataFrame(rows), bad
@@ -177,14 +101,15 @@ def _targets(target, predicted: np.ndarray, labels: list, class_names: list[str]
     return np.full(len(predicted), target)
 
 
-def _write_maps(folder: Path, stem: str, method: str, maps: dict, i: int, source: np.ndarray, box, names) -> dict:
+def _write_maps(folder: Path, stem: str, method: str, maps: dict, i: int, source: np.ndarray, box,
+                spec: InputSpec) -> dict:
     """Writes overlay PNG and raw .npy per input; returns the CSV columns of the main input."""
     folder.mkdir(parents=True, exist_ok=True)
-    record = {}
+    record, names = {}, spec.input_names
     for name in names:
         heatmap = maps[name][i]
         image = source
-        if name == "local":
+        if name == spec.crop_input:
             x0, y0, x1, y1 = local_box(source, box)
             image = source[y0:y1, x0:x1]
         suffix = "" if len(names) == 1 else f"_{name}"
@@ -269,7 +194,7 @@ def two_stage_main(args: argparse.Namespace, classifier_path: str) -> int:
         print(f"Detecting and classifying in {len(table)} image(s), explaining with {methods[0]} ...", flush=True)
         detections, empty, bad = run_two_stage(detector, classifier, table, out, methods[0], args.layer,
                                                args.min_score, args.batch_size)
-    except (ExplainError, TwoStageError, DataError, LayerError) as err:
+    except (ExplainError, DataError, LayerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     write_two_stage_outputs(out, detections, empty, bad, methods[0])

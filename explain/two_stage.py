@@ -15,59 +15,24 @@ found: listed, not dropped), ``bad_files.csv`` and ``gallery.html``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
 import pandas as pd
-import yaml
 
-from datasets.images import UnreadableImageError, read_image, resize, write_image
-from datasets.pipeline import model_inputs
+from datasets.images import read_each, resize, write_image
+from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
-from explain import METHODS
+from explain import DEFAULT_LAYER, METHODS
 from explain.gallery import write_gallery
+from explain.loading import LoadedDetector
 from explain.metrics import softmax
 from explain.overlay import colorize, draw_boxes, overlay
 
 DEFAULT_MIN_SCORE = 0.5
-DETECTOR_DEFAULT_SIZE = 128
 SENSE_COLOURS = [(40, 110, 240), (230, 60, 40), (240, 180, 0), (180, 60, 220)]
-
-
-class TwoStageError(ValueError):
-    """A detector or classifier that cannot be used; the message says what to pass."""
-
-
-@dataclass
-class LoadedDetector:
-    model: keras.Model
-    class_names: list[str]
-    image_size: int  # side the detector was trained at; images are resized to it
-
-
-def load_detector(source: str) -> LoadedDetector:
-    """Loads ``RUN_DIR/model.keras`` of a ``--task detect`` run (or a ``.keras`` file), with
-    its box classes and training image size from the run's metrics.json and config.yaml."""
-    import keras_hub  # noqa: F401  (registers RetinaNet for deserialisation)
-
-    path = Path(source)
-    model_path = path / "model.keras" if path.is_dir() else path
-    if not model_path.is_file():
-        raise TwoStageError(f"No detector at {model_path}: pass the run folder of `python -m training.run "
-                            "--task detect`, or its model.keras.")
-    model = keras.saving.load_model(model_path, compile=False)
-    if not isinstance(model, keras_hub.models.ObjectDetector):
-        raise TwoStageError(f"{model_path} is not an object detector (it is a {type(model).__name__}); "
-                            "--detector takes a run of `python -m training.run --task detect`.")
-    metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
-    names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
-    size = yaml.safe_load(config.read_text()).get("image_size") if config.is_file() else None
-    return LoadedDetector(model, names or [f"class_{i}" for i in range(model.num_classes)],
-                          int(size or DETECTOR_DEFAULT_SIZE))
 
 
 def detections_in_source_pixels(detector: LoadedDetector, images: list[np.ndarray], min_score: float):
@@ -94,12 +59,10 @@ def classify_and_explain(loaded, image: np.ndarray, boxes: np.ndarray, method: s
     arrays = [model_inputs(image, box, loaded.spec) if loaded.spec.local_size
               else (resize(image[y0:y1, x0:x1], loaded.spec.image_size),)
               for box, (x0, y0, x1, y1) in zip(boxes, crops)]
-    names = loaded.spec.input_names
-    inputs = {n: np.stack([a[i] for a in arrays]).astype(np.float32) for i, n in enumerate(names)}
-    inputs = inputs if len(names) > 1 else inputs[names[0]]
+    inputs = for_model(stack_inputs(arrays, loaded.spec))
     probabilities = softmax(loaded.model.predict(inputs, verbose=0))
     maps = METHODS[method](loaded.model, inputs, probabilities.argmax(1), layer=layer)
-    crop_maps = maps["local"] if isinstance(maps, dict) else maps
+    crop_maps = maps[loaded.spec.crop_input] if isinstance(maps, dict) else maps
     return probabilities, crops, np.asarray(crop_maps)
 
 
@@ -116,7 +79,7 @@ def annotate(image: np.ndarray, boxes, crops, crop_maps, captions, colours, alph
 
 
 def run_two_stage(detector: LoadedDetector, classifier, table: pd.DataFrame, out: Path, method: str = "gradcam",
-                  layer: str = "features", min_score: float = DEFAULT_MIN_SCORE, batch_size: int = 8):
+                  layer: str = DEFAULT_LAYER, min_score: float = DEFAULT_MIN_SCORE, batch_size: int = 8):
     """Runs the pipeline over ``table`` (``path``, optional ``label``); writes the outputs.
 
     Returns:
@@ -127,13 +90,8 @@ def run_two_stage(detector: LoadedDetector, classifier, table: pd.DataFrame, out
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for start in range(0, len(table), batch_size):
         chunk = table.iloc[start:start + batch_size]
-        images, kept = [], []
-        for row in chunk.itertuples(index=False):
-            try:
-                images.append(read_image(row.path))
-                kept.append(row)
-            except UnreadableImageError as err:
-                bad.append({"path": row.path, "reason": str(err)})
+        decoded = list(read_each(chunk.itertuples(index=False), bad))
+        kept, images = [row for row, _ in decoded], [image for _, image in decoded]
         found = detections_in_source_pixels(detector, images, min_score) if images else []
         for row, image, (boxes, classes, scores) in zip(kept, images, found):
             if len(boxes) == 0:

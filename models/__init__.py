@@ -27,9 +27,10 @@ class ModelEntry:
     builder: Callable[..., keras.Model]
     min_input_size: int
     default_weights: str | None
-    uses_local_input: bool = False
     task: str = "classify"  # or "detect"
     has_imagenet_weights: bool = True
+    input_names: tuple[str, ...] = ("image",)  # a second input is a local crop of the first
+    config_options: tuple[str, ...] = ()  # builder keywords the trainer takes from its config of the same names
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -42,11 +43,11 @@ def register(name: str, entry: ModelEntry) -> None:
     MODELS[name] = entry
 
 
-register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, uses_local_input=True,
-                              has_imagenet_weights=False))
+register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, has_imagenet_weights=False,
+                              input_names=sednet.INPUT_NAMES, config_options=("local_size", "shared_branches")))
 for _name, _backbone in transfer.BACKBONES.items():
-    register(_name, ModelEntry(partial(transfer.build_transfer_model, _name),
-                               _backbone.min_input_size, "imagenet"))
+    register(_name, ModelEntry(partial(transfer.build_transfer_model, _name), _backbone.min_input_size, "imagenet",
+                               config_options=("train_backbone",)))
 
 
 def _build_detector(**options) -> keras.Model:
@@ -60,7 +61,7 @@ register("detector", ModelEntry(_build_detector, min_input_size=64,  # the coars
 
 
 def model_names(task: str) -> list[str]:
-    """The registered models of one task (``classify`` or ``detect``), sorted."""
+    """The registered models of one task (e.g. ``classify`` or ``detect``), sorted."""
     return sorted(name for name, entry in MODELS.items() if entry.task == task)
 
 
@@ -83,7 +84,7 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
         input_shape: (H, W, C) of the (whole) image.
         weights: ``"default"`` (the model's usual: ImageNet for backbones, none for SedNet),
             ``"imagenet"``, ``"none"``/None, or a path to a local weights file.
-        **options: builder options, e.g. ``local_shape`` and ``shared_branches`` for SedNet.
+        **options: builder options, e.g. ``local_size`` and ``shared_branches`` for SedNet.
 
     Raises:
         KeyError: unknown name (the message lists the registered ones).

@@ -14,31 +14,34 @@ from keras import layers
 from models.blocks import Resize, classifier_head, conv_bn_relu, residual_block, squeeze_excite
 
 MIN_INPUT_SIZE = 32
+INPUT_NAMES = ("whole", "local")
 
 
-def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_shape=(48, 48, 3),
+def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_size: int = 48,
                  widths=(32, 64, 96), shared_branches: bool = False, weights=None) -> keras.Model:
-    """Builds SedNet with inputs ``whole`` and ``local``; outputs logits.
+    """Builds SedNet with inputs ``whole`` and ``local`` (a ``local_size`` square crop of one
+    grain, with the whole image's channels); outputs logits.
 
     The layers ``whole_features`` and ``local_features`` end the branches and ``features``
     ends the fused block: the layers explainers look at.
     """
-    whole = keras.Input(input_shape, name="whole")
-    local = keras.Input(local_shape, name="local")
+    whole_name, local_name = INPUT_NAMES
+    whole = keras.Input(input_shape, name=whole_name)
+    local = keras.Input((local_size, local_size, input_shape[-1]), name=local_name)
     if shared_branches:
-        branch = _branch_model(local_shape[-1], widths, "branch")
+        branch = _branch_model(input_shape[-1], widths, "branch")
         whole_x, local_x = branch(whole), branch(local)
     else:
-        whole_x = _branch(whole, widths, "whole")
-        local_x = _branch(local, widths, "local")
-    whole_x = layers.Identity(name="whole_features")(whole_x)
-    local_x = layers.Identity(name="local_features")(local_x)
+        whole_x = _branch(whole, widths, whole_name)
+        local_x = _branch(local, widths, local_name)
+    whole_x = layers.Identity(name=f"{whole_name}_features")(whole_x)
+    local_x = layers.Identity(name=f"{local_name}_features")(local_x)
     if local_x.shape[1:3] != whole_x.shape[1:3]:
         local_x = Resize(whole_x.shape[1:3], name="local_to_whole_grid")(local_x)
     fused = layers.Multiply(name="hadamard")([whole_x, local_x])
     fused = conv_bn_relu(fused, widths[-1], name="fused")
     features = layers.Identity(name="features")(fused)
-    model = keras.Model({"whole": whole, "local": local}, classifier_head(features, num_classes),
+    model = keras.Model({whole_name: whole, local_name: local}, classifier_head(features, num_classes),
                         name="sednet")
     if weights is not None:
         model.load_weights(weights)

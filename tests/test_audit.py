@@ -12,7 +12,7 @@ import pytest
 
 from datasets.images import read_mask, resize_mask, write_image
 from datasets.synthetic import write_dataset
-from explain import audit
+from explain import audit, auditing
 
 MASKS = "evidence=grain_mask,shortcut=scale_bar_mask"
 TWO_CLASSES = ("dolomite", "siltstone")
@@ -130,7 +130,7 @@ def test_the_control_region_has_the_shortcut_area_and_inpainting_removes_the_bar
     mask = np.zeros((64, 64), bool)
     mask[50:54, 30:50] = True
     image[mask] = 250
-    region = audit.random_region(mask, np.random.default_rng(0))
+    region = auditing.random_region(mask, np.random.default_rng(0))
     assert region.sum() == mask.sum() and (region & mask).sum() == 0
-    assert np.abs(audit.inpaint(image, mask).astype(int) - 120).max() <= 2
+    assert np.abs(auditing.inpaint(image, mask).astype(int) - 120).max() <= 2
     assert cv2.countNonZero((image != 120).any(-1).astype(np.uint8)) == mask.sum()

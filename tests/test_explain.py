@@ -63,7 +63,7 @@ def trained_sednet():
     keras.utils.set_random_seed(0)
     images, labels, _ = planted_patches(400, seed=0)
     local = np.random.default_rng(1).normal(120, 20, (400, 24, 24, 3)).astype(np.float32)  # no signal
-    model = build_model("sednet", 2, (SIZE, SIZE, 3), weights=None, local_shape=(24, 24, 3), widths=(16, 32, 32))
+    model = build_model("sednet", 2, (SIZE, SIZE, 3), weights=None, local_size=24, widths=(16, 32, 32))
     return _train(model, {"whole": images, "local": local}, labels, epochs=8)
 
 
@@ -123,7 +123,7 @@ def test_every_method_keeps_the_contract(trained_cnn, name):
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_gives_sednet_one_map_per_input(name):
-    model = build_model("sednet", 3, (32, 32, 3), weights=None, local_shape=(16, 16, 3), widths=(8, 16, 16))
+    model = build_model("sednet", 3, (32, 32, 3), weights=None, local_size=16, widths=(8, 16, 16))
     rng = np.random.default_rng(0)
     inputs = {"whole": rng.random((2, 32, 32, 3), np.float32) * 255, "local": rng.random((2, 16, 16, 3), np.float32) * 255}
     maps = METHODS[name](model, inputs, targets=2)
@@ -201,7 +201,7 @@ def test_repeated_calls_reuse_one_compiled_view_and_memory_stays_flat(trained_cn
 @pytest.mark.parametrize("name", model_names("classify"))
 def test_gradcam_works_on_every_registered_model(name):
     size = max(64, MODELS[name].min_input_size)
-    options = {"local_shape": (32, 32, 3)} if name == "sednet" else {}
+    options = {"local_size": 32} if name == "sednet" else {}
     model = build_model(name, 2, (size, size, 3), weights=None, **options)
     rng = np.random.default_rng(0)
     image = rng.random((2, size, size, 3), np.float32) * 255

@@ -13,7 +13,7 @@ def _inputs(name, batch=2, size=32):
 
 
 def _build(name, size=32, **kwargs):
-    options = {"local_shape": (size // 2, size // 2, 3)} if name == "sednet" else {}
+    options = {"local_size": size // 2} if name == "sednet" else {}
     return build_model(name, 3, (size, size, 3), **{"weights": None, **options, **kwargs})
 
 

@@ -17,7 +17,6 @@ Only the chief of a ``tf.distribute`` cluster writes (:func:`is_chief`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -28,24 +27,12 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
+from datasets.pipeline import for_model
 from explain.cam import gradcam_with_logits
 from explain.overlay import overlay
-from explain.views import resolve_layers
+from explain.views import DEFAULT_LAYER, resolve_layers
 from models.metrics import ConfusionMatrixAccuracy
-
-ACTIVATION_LAYERS = ("features", "whole_features", "local_features")
-
-
-def is_chief() -> bool:
-    """Whether this process writes logs: True without a cluster, else for the chief (or worker 0)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task, cluster = config.get("task", {}), config.get("cluster", {})
-    if not task:
-        return True
-    if "chief" in cluster:
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
+from training.distribute import is_chief
 
 _WRITERS: dict[str, tf.summary.SummaryWriter] = {}
 
@@ -56,6 +43,14 @@ def writer_for(directory: str | Path) -> tf.summary.SummaryWriter:
     if key not in _WRITERS:
         _WRITERS[key] = tf.summary.create_file_writer(key)
     return _WRITERS[key]
+
+
+def close_writers(run_dir: str | Path) -> None:
+    """Closes the summary writers of ``run_dir`` and its sub-folders, so a process that trains
+    several runs (``training.compare``) keeps no file open per finished run."""
+    root = Path(run_dir).resolve()
+    for key in [k for k in _WRITERS if Path(k) == root or root in Path(k).parents]:
+        _WRITERS.pop(key).close()
 
 
 class SummaryCallback(keras.callbacks.Callback):
@@ -190,10 +185,6 @@ def confusion_image(matrix: np.ndarray, class_names: Sequence[str], cell: int = 
     return image
 
 
-def _model_inputs(images: dict[str, np.ndarray]):
-    return images if len(images) > 1 else next(iter(images.values()))
-
-
 class GradCamImages(SummaryCallback):
     """Grad-CAM overlays of fixed validation images every ``freq`` epochs.
 
@@ -220,7 +211,7 @@ class GradCamImages(SummaryCallback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.active or self.freq < 1 or epoch % self.freq:
             return
-        maps, logits = gradcam_with_logits(self.model, _model_inputs(self.images))
+        maps, logits = gradcam_with_logits(self.model, for_model(self.images))
         maps = maps if isinstance(maps, dict) else {next(iter(self.images)): maps}
         probabilities = tf.nn.softmax(logits).numpy()
         pictures = {}
@@ -274,8 +265,9 @@ class Histograms(SummaryCallback):
 
     def set_model(self, model):
         super().set_model(model)
-        names = [n for n in ACTIVATION_LAYERS if any(layer.name == n for layer in model.layers)]
-        names = names or sorted(set(resolve_layers(model).values()))
+        names = set(resolve_layers(model).values())  # each input's explained layer, e.g. SedNet's branches
+        names |= {layer.name for layer in model.layers if layer.name == DEFAULT_LAYER}
+        names = sorted(names)
         activations = keras.Model(model.inputs, {n: model.get_layer(n).output for n in names})
         inputs = [tf.constant(self.images[t.name]) for t in model.inputs]
 
@@ -313,16 +305,15 @@ class HParams(SummaryCallback):
                 hparams_api.hparams(self.hyperparameters, trial_id=self.run_name)
 
 
-def write_final_metrics(log_dir: str | Path, metrics: dict, step: int) -> None:
-    """The final train/val/test scores as ``final/<split>_<metric>`` scalars next to the
-    HParams summary, so the HParams dashboard can compare runs by them."""
+def write_final_metrics(log_dir: str | Path, scalars: dict[str, float], step: int) -> None:
+    """The final scores as ``final/<name>`` scalars next to the HParams summary, so the
+    HParams dashboard can compare runs by them."""
     if not is_chief():
         return
     writer = writer_for(log_dir)
     with writer.as_default(step=step):
-        for split in ("train", "val", "test"):
-            for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"):
-                tf.summary.scalar(f"final/{split}_{key}", metrics[split][key])
+        for name, value in scalars.items():
+            tf.summary.scalar(f"final/{name}", value)
     writer.flush()
 
 

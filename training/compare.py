@@ -25,8 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from datasets.synthetic import write_dataset
-from explain.audit import AuditError, AuditSettings, run_audit
+from explain.auditing import AuditError, AuditSettings, run_audit
 from training.config import parse_config
+from training.runner import USER_ERRORS, run_training
+from training.runs import config_changes
 
 PAPER_MODELS = ("sednet", "resnet50", "efficientnetb2", "mobilenetv3")
 MASKS = {"evidence": "grain_mask", "shortcut": "scale_bar_mask"}
@@ -54,19 +56,19 @@ def train_argv(model: str, manifest: Path, runs: Path, args: argparse.Namespace)
 
 def train(model: str, manifest: Path, runs: Path, args: argparse.Namespace) -> Path:
     """Trains one model through ``training.run`` unless the same run already finished."""
-    from training.run import config_changes, main as train_main
-
     argv = train_argv(model, manifest, runs, args)
-    run_dir = runs / model
-    if (run_dir / "metrics.json").is_file() and not config_changes(run_dir, parse_config(argv)):
+    run_dir, config = runs / model, parse_config(argv)
+    if (run_dir / "metrics.json").is_file() and not config_changes(run_dir, config):
         print(f"{model}: reusing the finished run in {run_dir}", flush=True)
         return run_dir
     if (run_dir / "metrics.json").is_file():
         argv.append("--overwrite")  # a finished run of other settings: start over in the same folder
+        config.overwrite = True
     print(f"\n=== {model}: python -m training.run {' '.join(argv)}", flush=True)
-    if train_main(argv) != 0:
-        raise RuntimeError(f"Training {model} failed; see the messages above.")
-    return run_dir
+    try:
+        return run_training(config)[0]
+    except USER_ERRORS as err:
+        raise RuntimeError(f"Training {model} failed: {err}") from err
 
 
 def audit_manifest(runs: list[Path], manifest: Path, out: Path) -> Path:

@@ -12,36 +12,40 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import yaml
 
-from models import MODELS, model_names
+from datasets.synthetic import GENERATORS
+from models import MODELS
 from training.distribute import STRATEGIES
+from training.errors import ConfigError
+from training.tasks import TASKS, task_help
+from training.trainer import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-TASKS = ("classify", "detect")
-DETECTION_DEFAULTS = {"model": "detector", "image_size": 128, "batch_size": 8, "lr": 1e-3, "epochs": 12}
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names every bad key or value."""
+__all__ = ["ConfigError", "TrainConfig", "build_parser", "parse_config", "read_yaml"]
 
 
-def _option(default, help: str, choices=None):
+def _option(default, help: str | Callable[[], str], choices: Callable[[], Iterable] | Iterable | None = None):
+    """A config field; ``help`` and ``choices`` may be callables, read when used, so that
+    models and tasks registered after this module was imported count."""
     return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _resolved(value):
+    return value() if callable(value) else value
 
 
 @dataclass
 class TrainConfig:
     """Everything one training run needs; defaults give the main job on synthetic sigma clasts."""
 
-    task: str = _option("classify", "classify images, or detect objects (boxes) with --model detector; detect "
-                                    f"changes the defaults to {', '.join(f'{k}={v}' for k, v in DETECTION_DEFAULTS.items())}",
-                        choices=TASKS)
-    model: str = _option("sednet", "model to train", choices=tuple(sorted(MODELS)))
+    task: str = _option("classify", task_help, choices=lambda: TASKS)
+    model: str = _option("sednet", lambda: "model to train: " + "; ".join(
+        f"{task.name}: {', '.join(task.models())}" for task in TASKS.values()), choices=lambda: sorted(MODELS))
     data: str = _option("synthetic:sigma_clasts",
-                        "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), "
-                        "or synthetic:sigma_clasts / synthetic:thin_sections; detect: a YOLO folder (classes.txt, "
+                        lambda: "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,"
+                        "ymax]), or " + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, "
                         "images/, labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the "
                         "synthetic sigma clasts have up to 3 per image")
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
@@ -53,7 +57,7 @@ class TrainConfig:
     batch_size: int = _option(32, "batch size")
     lr: float = _option(2e-3, "learning rate")
     lr_schedule: str = _option("cosine", "learning-rate schedule of the first phase", choices=("cosine", "constant"))
-    optimizer: str = _option("adam", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = _option("adam", "optimizer", choices=lambda: OPTIMIZERS)
     seed: int = _option(0, "seed of the split, the shuffling, the augmentation and the weights")
     weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "
                                       "or a local weights file")
@@ -96,7 +100,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Checks values (types are checked on parsing); raises ConfigError naming each bad one."""
         problems = []
-        for name, choices in ((f.name, f.metadata.get("choices")) for f in dataclasses.fields(self)):
+        for name, choices in ((f.name, _resolved(f.metadata.get("choices"))) for f in dataclasses.fields(self)):
             if choices and getattr(self, name) not in choices:
                 problems.append(f"{name}={getattr(self, name)!r} is not one of {list(choices)}")
         minimum = MODELS[self.model].min_input_size if self.model in MODELS else 1
@@ -116,16 +120,30 @@ class TrainConfig:
                 raise ValueError
         except ValueError:
             problems.append(f"split={self.split!r} must be three positive fractions train,val,test")
-        if self.model in MODELS and MODELS[self.model].task != self.task:
-            problems.append(f"model={self.model!r} does not {self.task}: pass --task {MODELS[self.model].task} "
-                            f"or a model of {model_names(self.task)}")
-        if self.task == "detect" and self.strategy not in ("auto", "default"):
-            problems.append(f"strategy={self.strategy!r}: detection trains on one device (--strategy default)")
-        if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in ("sigma_clasts", "thin_sections"):
-            problems.append(f"data={self.data!r}: the synthetic sets are synthetic:sigma_clasts and "
-                            "synthetic:thin_sections")
+        problems += self._task_problems()
+        if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in GENERATORS:
+            problems.append(f"data={self.data!r}: the synthetic sets are "
+                            + ", ".join(f"synthetic:{name}" for name in GENERATORS))
         if problems:
             raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+
+    def _task_problems(self) -> list[str]:
+        """What this task cannot do with these settings: another task's model, a strategy or
+        speed switch it does not support."""
+        task = TASKS.get(self.task)
+        if task is None:
+            return []
+        problems = []
+        if self.model in MODELS and self.model not in task.models():
+            problems.append(f"model={self.model!r} does not {self.task}: pass --task {MODELS[self.model].task} "
+                            f"or a model of {task.models()}")
+        if self.strategy not in task.strategies:
+            problems.append(f"strategy={self.strategy!r}: --task {self.task} trains under "
+                            f"{' or '.join(task.strategies)} only")
+        if not task.speed_switches:
+            problems += [f"{name}=True: --task {self.task} does not support --{name.replace('_', '-')}"
+                         for name in ("mixed_precision", "jit") if getattr(self, name)]
+        return problems
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
@@ -174,24 +192,21 @@ def _has_type(value, expected: type) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.run",
-        description="Train an image classifier (or, with --task detect, an object detector) and write "
-                    "TensorBoard logs, the best model, a SavedModel "
-                    "export and evaluation reports into LOGDIR/RUN_NAME. With no arguments: SedNet on "
-                    "a generated synthetic sigma-clast set (cw/ccw shear sense).")
+        description=f"Train a model for one of the tasks {', '.join(TASKS)} and write TensorBoard logs, the "
+                    "best model, a SavedModel export and evaluation reports into LOGDIR/RUN_NAME. With no "
+                    "arguments: SedNet classifies a generated synthetic sigma-clast set (cw/ccw shear sense).")
     parser.add_argument("--config", help="YAML file with any of the keys below; flags override it")
     for f, kind in zip(dataclasses.fields(TrainConfig), _field_types().values()):
-        flag = "--" + f.name.replace("_", "-")
+        flag, help = "--" + f.name.replace("_", "-"), f"{_resolved(f.metadata['help'])} (default: {f.default})"
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{f.metadata['help']} (default: {f.default})")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
-            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
-                                help=f"{f.metadata['help']} (default: {f.default})")
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help)
     return parser
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """YAML first, then flags, then the task's defaults; validated.
+    """YAML first, then flags, then the task's defaults (``Task.defaults``); validated.
 
     Raises:
         ConfigError, or SystemExit for argparse errors.
@@ -199,8 +214,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     args = vars(build_parser().parse_args(argv))
     values = read_yaml(args.pop("config")) if args.get("config") else {}
     values.update({k: v for k, v in args.items() if v is not None})
-    if values.get("task") == "detect":
-        values = {**DETECTION_DEFAULTS, **values}
+    task = TASKS.get(values.get("task", TrainConfig.task))
+    if task is not None:
+        values = {**task.defaults, **values}
     config = TrainConfig(**values)
     config.validate()
     return config

@@ -69,15 +69,51 @@ def set_cluster(workers: str, task_index: int) -> None:
                                           "task": {"type": "worker", "index": task_index}})
 
 
-def read_tf_config() -> dict:
-    """Parses and checks ``TF_CONFIG`` (cluster and task) for multi-worker training."""
+def _parsed_tf_config() -> dict:
+    """``TF_CONFIG`` as a dict; empty when unset.
+
+    Raises:
+        StrategyError: it is not a JSON object.
+    """
     raw = os.environ.get("TF_CONFIG")
     if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except ValueError as err:
+        raise StrategyError(f"TF_CONFIG is not JSON ({err}); unset it, or set it as "
+                            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                            '"task": {"type": "worker", "index": 0}}.') from err
+    if not isinstance(config, dict):
+        raise StrategyError(f"TF_CONFIG must be a JSON object with cluster and task; got {raw!r}.")
+    return config
+
+
+def is_chief() -> bool:
+    """Whether this process writes logs: True without a cluster, else for the chief (or worker 0)."""
+    config = _parsed_tf_config()
+    task, cluster = config.get("task") or {}, config.get("cluster") or {}
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def worker_identity() -> tuple[str, int]:
+    """This process's task type and index in the cluster (``("worker", 0)`` without one)."""
+    task = _parsed_tf_config().get("task") or {}
+    return str(task.get("type", "worker")), int(task.get("index", 0))
+
+
+def read_tf_config() -> dict:
+    """Parses and checks ``TF_CONFIG`` (cluster and task) for multi-worker training."""
+    config = _parsed_tf_config()
+    if not config:
         raise StrategyError("--strategy multiworker needs TF_CONFIG, e.g. "
                             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                             '"task": {"type": "worker", "index": 0}}.')
     try:
-        config = json.loads(raw)
         workers = config["cluster"]["worker"]
         task_type, index = config["task"]["type"], int(config["task"]["index"])
     except (ValueError, KeyError, TypeError) as err:

@@ -1,21 +1,26 @@
-"""Building, compiling and fitting a model from a TrainConfig."""
+"""Fitting a model from a TrainConfig: optimizers, schedules, phases, resume, best-model checkpoints.
+
+Task-independent: the task compiles the model (its loss and metrics) through the
+``compile`` callable that :func:`fit` is given.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from models import ConfusionMatrixAccuracy, build_model, unfreeze_top
-from training import callbacks as tb
-from training.config import TrainConfig
+from models import unfreeze_top
 from training.export import save_keras_atomic
 from training.loop import fit_distributed
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -23,29 +28,6 @@ OPTIMIZERS = {
     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
     "rmsprop": keras.optimizers.RMSprop,
 }
-
-
-def create_model(config: TrainConfig, num_classes: int, local_size: int | None) -> keras.Model:
-    options = {"local_shape": (local_size, local_size, 3), "shared_branches": config.shared_branches} \
-        if local_size else {"train_backbone": config.train_backbone}
-    return build_model(config.model, num_classes, (config.image_size, config.image_size, 3),
-                       weights=config.weights, **options)
-
-
-def compile_model(model: keras.Model, optimizer: str, learning_rate, jit: bool = False) -> None:
-    """Cross-entropy on logits; accuracy (which keeps the confusion matrix for the per-class
-    scores) and macro F1, written to TensorBoard as epoch_*.
-
-    Args:
-        learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
-    """
-    num_classes = int(model.outputs[0].shape[-1])
-    model.compile(
-        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-        metrics=[ConfusionMatrixAccuracy(num_classes, name="accuracy"),
-                 keras.metrics.F1Score(average="macro", name="f1_macro")],
-        jit_compile=jit)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -69,9 +51,14 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             self.state_path.write_text(json.dumps({"best": self.best, "epoch": epoch}))
 
 
+Compile = Callable[[keras.Model, keras.optimizers.Optimizer], None]
+
+
 def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[keras.callbacks.Callback],
-        backup_dir: Path, jit: bool = False, strategy=None) -> int:
+        backup_dir: Path, compile: Compile, strategy=None) -> int:
     """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers.
+
+    ``compile(model, optimizer)`` compiles the model for its task before each phase.
 
     Each phase backs its state up in ``backup_dir`` at every epoch's end, before any other
     callback writes, so a killed run started again resumes after its last complete epoch
@@ -79,17 +66,22 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     fails, :func:`training.loop.fit_distributed` runs the same steps and callbacks.
     Returns the number of epochs of both phases.
     """
-    compile_model(model, config.optimizer, first_phase_learning_rate(config, int(train.cardinality())), jit)
+    compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality()))))
     run_phase = _phase_runner(model, train, val, progress_verbosity(), strategy)
     run_phase(0, config.epochs, [backup_callback(backup_dir / "phase1")] + callbacks)
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
-    compile_model(model, config.optimizer, config.fine_tune_lr, jit)
+    compile(model, make_optimizer(config.optimizer, config.fine_tune_lr))
     total = config.epochs + config.fine_tune_epochs
     run_phase(config.epochs, total, [backup_callback(backup_dir / "phase2")] + callbacks)
     return total
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    """``--optimizer`` at a float or ``LearningRateSchedule`` learning rate."""
+    return OPTIMIZERS[name](learning_rate=learning_rate)
 
 
 def first_phase_learning_rate(config: TrainConfig, steps_per_epoch: int):
@@ -117,20 +109,3 @@ def backup_callback(folder: Path) -> keras.callbacks.BackupAndRestore:
     """Backs the training state up at each epoch's end, so a killed run resumes from there."""
     return keras.callbacks.BackupAndRestore(str(folder), save_freq="epoch", delete_checkpoint=False,
                                             double_checkpoint=True)
-
-
-def tensorboard_callbacks(config: TrainConfig, run_dir: Path, data) -> list[keras.callbacks.Callback]:
-    """The TensorBoard callbacks the config switches on, around a fixed validation sample."""
-    result = [tb.EpochScalars(run_dir)]
-    images, labels = data.fixed_validation_sample(config.tb_gradcam_images)
-    if config.tb_gradcam_freq:
-        result.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
-    if config.tb_histogram_freq:
-        result.append(tb.Histograms(run_dir, images, config.tb_histogram_freq))
-    if config.tb_scores:
-        result.append(tb.ClassScores(run_dir, data.class_names))
-    if config.tb_hparams:
-        result.append(tb.HParams(run_dir, dataclasses.asdict(config), run_dir.name))
-    if config.tb_model_summary:
-        result.append(tb.ModelSummary(run_dir))
-    return result + [tb.FlushSummaries(run_dir)]

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -23,16 +23,53 @@ from datasets.synthetic import sigma_clasts, thin_sections
 
 
 @dataclass(frozen=True)
-class SyntheticSet:
-    """A registered generator: its classes, its mirror-swapped label pairs and its writer."""
+class Option:
+    """A generator option: the command line's ``--NAME`` and a keyword of :func:`write_dataset`."""
 
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+    bounds: tuple[float, float] | None = None  # inclusive
+
+    def check(self, value) -> None:
+        """Raises ValueError naming the option when ``value`` is not allowed."""
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name}={value!r} is not one of {list(self.choices)}.")
+        if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
+            raise ValueError(f"{self.name}={value!r} must lie in [{self.bounds[0]}, {self.bounds[1]}].")
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A registered generator: what it draws, its classes, its mirror-swapped label pairs, its
+    options and its writer."""
+
+    description: str
     classes: tuple[str, ...]
     mirror_pairs: tuple[tuple[str, str], ...]
     write_sample: Callable  # (rng, size, label, stem, out, options) -> list of manifest rows
+    options: tuple[Option, ...] = ()
+
+    def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Every option's value, the defaults filled in.
+
+        Raises:
+            ValueError: an unknown option or a value out of its range, named.
+        """
+        known = {option.name: option for option in self.options}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown}; this generator takes {sorted(known) or 'none'}.")
+        values = {name: given.get(name, option.default) for name, option in known.items()}
+        for name, value in values.items():
+            known[name].check(value)
+        return values
 
 
 def _write_sigma_clasts(rng, size, label, stem, out: Path, options) -> list[dict]:
-    sample = sigma_clasts.generate(rng, size, max_clasts=options.get("max_clasts", 1), label=label)
+    sample = sigma_clasts.generate(rng, size, max_clasts=options["max_clasts"], label=label)
     path, mask_path = f"{label}/{stem}.png", f"_masks/{stem}_tails.png"
     write_image(out / path, sample.image)
     write_image(out / mask_path, sample.tail_mask.astype(np.uint8) * 255)
@@ -41,8 +78,8 @@ def _write_sigma_clasts(rng, size, label, stem, out: Path, options) -> list[dict
 
 
 def _write_thin_section(rng, size, label, stem, out: Path, options) -> list[dict]:
-    sample = thin_sections.generate(rng, size, label=label, shortcut=options.get("shortcut", "none"),
-                                    correlation=options.get("correlation", 0.9), rock=options.get("rock"))
+    sample = thin_sections.generate(rng, size, label=label, shortcut=options["shortcut"],
+                                    correlation=options["correlation"], rock=options["rock"])
     path, grains, bar = f"{label}/{stem}.png", f"_masks/{stem}_grains.png", f"_masks/{stem}_scale_bar.png"
     write_image(out / path, sample.image)
     write_image(out / grains, sample.grain_mask.astype(np.uint8) * 255)
@@ -52,10 +89,27 @@ def _write_thin_section(rng, size, label, stem, out: Path, options) -> list[dict
                  grain_mask=grains, scale_bar_mask=bar)]
 
 
-GENERATORS: dict[str, SyntheticSet] = {
-    "sigma_clasts": SyntheticSet(sigma_clasts.CLASSES, sigma_clasts.MIRROR_PAIRS, _write_sigma_clasts),
-    "thin_sections": SyntheticSet(thin_sections.CLASSES, (), _write_thin_section),
-}
+GENERATORS: dict[str, SyntheticSet] = {}
+
+
+def register(name: str, synthetic_set: SyntheticSet) -> None:
+    """Adds a generator to the registry; a duplicate name is an error."""
+    if name in GENERATORS:
+        raise ValueError(f"A synthetic data set named {name!r} is already registered.")
+    GENERATORS[name] = synthetic_set
+
+
+register("sigma_clasts", SyntheticSet(
+    "sigma clasts in a mylonite matrix, labelled by shear sense (cw/ccw), with tail masks",
+    sigma_clasts.CLASSES, sigma_clasts.MIRROR_PAIRS, _write_sigma_clasts,
+    (Option("max_clasts", int, 1, "up to this many clasts per image", bounds=(1, 16)),)))
+register("thin_sections", SyntheticSet(
+    "thin sections of six rock types (the SedNet paper's classes), with grain and scale-bar masks",
+    thin_sections.CLASSES, (), _write_thin_section,
+    (Option("shortcut", str, "none", "plant a class-correlated scale bar", choices=thin_sections.SHORTCUTS),
+     Option("correlation", float, 0.9, "share of images whose scale bar style follows the class", bounds=(0, 1)),
+     Option("rock", str, None, "draw this rock type for every class, so only the shortcut separates the "
+                               "classes (an audit's positive control)", choices=(None, *thin_sections.CLASSES)))))
 
 
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,
@@ -65,7 +119,10 @@ def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0
     Image ``i`` is drawn from its own generator seeded by ``(seed, i)``, so a set is
     reproducible and a larger ``n`` extends a smaller one.
     """
+    if name not in GENERATORS:
+        raise ValueError(f"Unknown synthetic data set {name!r}; choose one of {sorted(GENERATORS)}.")
     spec = GENERATORS[name]
+    options = spec.resolve_options(options)
     out = Path(out)
     rows = []
     for i in range(n):
@@ -82,7 +139,7 @@ def cached_dataset(name: str, cache_root: str | os.PathLike, n: int, seed: int, 
     """Returns the manifest of a synthetic set under ``cache_root``, writing it on first use."""
     if name not in GENERATORS:
         raise ValueError(f"Unknown synthetic data set {name!r}; choose one of {sorted(GENERATORS)}.")
-    key = {"name": name, "n": n, "seed": seed, "size": size, **options}
+    key = {"name": name, "n": n, "seed": seed, "size": size, **GENERATORS[name].resolve_options(options)}
     tag = "-".join(str(v) for v in key.values())
     folder = Path(cache_root) / "_synthetic" / tag
     manifest = folder / "manifest.csv"

@@ -1,4 +1,4 @@
-"""``python -m training.run --task detect``: train the sigma-clast detector and evaluate it.
+"""``--task detect``: train the sigma-clast detector and evaluate it.
 
 The data become boxes in memory (one split per image, never per box), training flips images
 and boxes with the chirality-aware :class:`datasets.detection.ChiralBoxFlip`, the model with
@@ -11,10 +11,10 @@ that returns decoded boxes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -26,15 +26,15 @@ from datasets.detection import (BoxArrays, ImageBoxes, check_boxes_inside, detec
                                 load_detection_table)
 from datasets.tables import SPLITS, DataError, check_images, stratified_split, write_bad_files
 from explain.overlay import draw_boxes
-from models import MODELS, build_model
+from models import MODELS
 from models.detector import detect
 from training import callbacks as tb
-from training.config import TrainConfig
-from training.data import chiral_pairs
 from training.detection_metrics import coco_map
 from training.export import export_detector_atomic
-from training.trainer import (OPTIMIZERS, BestModelCheckpoint, backup_callback, first_phase_learning_rate,
-                              progress_verbosity)
+from training.tasks import Task, chiral_pairs, register_task
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 SYNTHETIC_CLASS = "sigma_clast"
 TRUTH_COLOUR = (0, 200, 0)
@@ -50,7 +50,8 @@ class DetectionData:
     class_names: list[str]
     mirror_pairs: list[tuple[str, str]]
 
-    def dataset(self, split: str, config: TrainConfig, training: bool = False) -> tf.data.Dataset:
+    def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
+        """Batches of one split; detection trains on one device, so ``replicas`` is always 1."""
         mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment and training else None
         return detection_dataset(self.splits[split], config.batch_size, training, mirror, config.seed)
 
@@ -77,7 +78,7 @@ def prepare_detection_data(config: TrainConfig, source: Path, run_dir: Path) -> 
     check_boxes_inside(table)
     table = split_by_image(table, config)
     table.drop(columns=["height", "width"]).to_csv(run_dir / "split.csv", index=False)
-    pairs = chiral_pairs(class_names, config)
+    pairs = chiral_pairs(class_names, config.mirror_pairs)
     splits = {s: load_box_arrays(table[table["split"] == s], class_names, config.image_size) for s in SPLITS}
     counts = {s: f"{len(a.paths)} images/{int((a.classes >= 0).sum())} boxes" for s, a in splits.items()}
     print(f"{table['path'].nunique()} images, {int(table['xmin'].notna().sum())} boxes, classes {class_names}; "
@@ -148,65 +149,60 @@ class ValidationDetections(tb.SummaryCallback):
             logs.update(val_map50=scores["map50"], val_map50_95=scores["map50_95"])
 
 
-def train_detector(config: TrainConfig, data: DetectionData, run_dir: Path, model: keras.Model,
-                   backup_dir: Path) -> None:
-    """Fits the detector; the best model (lowest validation loss) goes to ``model.keras``."""
-    train, val = data.dataset("train", config, training=True), data.dataset("val", config)
-    model.compile(optimizer=OPTIMIZERS[config.optimizer](
-        learning_rate=first_phase_learning_rate(config, int(train.cardinality()))))
-    callbacks = [backup_callback(backup_dir / "phase1"), tb.EpochScalars(run_dir)]
-    if config.tb_gradcam_freq:
-        callbacks.insert(1, ValidationDetections(run_dir, data.splits["val"], data.class_names, config.tb_gradcam_freq,
-                                                 config.tb_gradcam_images))
-    if config.tb_hparams:
-        callbacks.append(tb.HParams(run_dir, dataclasses.asdict(config), run_dir.name))
-    if config.tb_model_summary:
-        callbacks.append(tb.ModelSummary(run_dir))
-    callbacks += [tb.FlushSummaries(run_dir), BestModelCheckpoint(run_dir / "model.keras", backup_dir / "best.json")]
-    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=progress_verbosity(),
-              shuffle=False)
+class DetectTask(Task):
+    name = "detect"
+    description = "find objects (boxes) with the RetinaNet detector; data are YOLO folders or box manifests"
+    defaults = {"model": "detector", "image_size": 128, "batch_size": 8, "lr": 1e-3, "epochs": 12}
+    strategies = ("auto", "default")  # keras-hub's box encoding and NMS run on one device here
+    speed_switches = False
+    synthetic_options = {"sigma_clasts": {"max_clasts": 3}}
+
+    def prepare_data(self, config: TrainConfig, run_dir: Path) -> DetectionData:
+        return prepare_detection_data(config, self.resolve_source(config), run_dir)
+
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> None:
+        """keras-hub's RetinaNet brings its own focal and box losses."""
+        model.compile(optimizer=optimizer)
+
+    def epoch_metrics(self, config: TrainConfig, run_dir: Path, data: DetectionData) -> list:
+        if not config.tb_gradcam_freq:
+            return []
+        return [ValidationDetections(run_dir, data.splits["val"], data.class_names, config.tb_gradcam_freq,
+                                     config.tb_gradcam_images)]
+
+    def evaluate(self, model: keras.Model, config: TrainConfig, data: DetectionData, run_dir: Path) -> dict:
+        """Scores every split with pycocotools; writes metrics.json, the pictures and the test
+        picture to TensorBoard."""
+        metrics = {"class_names": data.class_names}
+        for split, arrays in data.splits.items():
+            detections = detect(model, arrays.images)
+            scores = coco_map(arrays.truth(), detections, data.class_names)
+            (run_dir / f"coco_{split}.txt").write_text(scores.pop("summary"))
+            metrics[split] = {**scores, "images": len(arrays.paths), "boxes": int((arrays.classes >= 0).sum())}
+            picture = detection_picture(arrays, detections, data.class_names)
+            keras.utils.save_img(run_dir / f"detections_{split}.png", picture, scale=False)
+            if split == "test" and tb.is_chief():
+                with tb.writer_for(run_dir / "validation").as_default(step=0):
+                    tf.summary.image("detections_test", picture[None], description="Final model on the test split.")
+        metrics.update(map50=metrics["test"]["map50"], map50_95=metrics["test"]["map50_95"])
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    def final_scalars(self, metrics: dict) -> dict[str, float]:
+        return {f"{split}_{key}": metrics[split][key] for split in SPLITS for key in ("map50", "map50_95")}
+
+    def export(self, model: keras.Model, config: TrainConfig, path: Path) -> None:
+        export_detector_atomic(model, path, config.image_size)
+
+    def export_note(self) -> str:
+        return "serving_default: one image, decoded boxes"
+
+    def headline(self, metrics: dict) -> str:
+        return f"Test mAP@0.5 {metrics['map50']:.3f}, mAP@[.5:.95] {metrics['map50_95']:.3f}."
+
+    def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
+        return [("metrics", f"{run_dir / 'metrics.json'} (pycocotools; COCO tables in coco_<split>.txt)"),
+                ("example detections", f"{run_dir}/detections_{{train,val,test}}.png")]
 
 
-def evaluate_detector(model: keras.Model, data: DetectionData, run_dir: Path) -> dict:
-    """Scores every split with pycocotools; writes metrics.json, the pictures and the test
-    picture to TensorBoard. Returns the metrics."""
-    metrics = {"class_names": data.class_names}
-    for split, arrays in data.splits.items():
-        detections = detect(model, arrays.images)
-        scores = coco_map(arrays.truth(), detections, data.class_names)
-        (run_dir / f"coco_{split}.txt").write_text(scores.pop("summary"))
-        metrics[split] = {**scores, "images": len(arrays.paths), "boxes": int((arrays.classes >= 0).sum())}
-        picture = detection_picture(arrays, detections, data.class_names)
-        keras.utils.save_img(run_dir / f"detections_{split}.png", picture, scale=False)
-        if split == "test" and tb.is_chief():
-            with tb.writer_for(run_dir / "validation").as_default(step=0):
-                tf.summary.image("detections_test", picture[None], description="Final model on the test split.")
-    metrics.update(map50=metrics["test"]["map50"], map50_95=metrics["test"]["map50_95"])
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-def train_and_report_detector(config: TrainConfig, source: Path, run_dir: Path, backup_dir: Path) -> dict:
-    """Data, model, training, evaluation for ``--task detect``; returns the metrics."""
-    keras.utils.set_random_seed(config.seed)
-    data = prepare_detection_data(config, source, run_dir)
-    model = build_model(config.model, len(data.class_names), (config.image_size, config.image_size, 3),
-                        weights=config.weights)
-    train_detector(config, data, run_dir, model, backup_dir)
-    best = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    metrics = evaluate_detector(best, data, run_dir)
-    export_detector_atomic(best, run_dir / "export", config.image_size)
-    return metrics
-
-
-def print_detection_summary(run_dir: Path, metrics: dict, seconds: float, logdir: str) -> None:
-    print(f"\nDone in {seconds / 60:.1f} min. Test mAP@0.5 {metrics['map50']:.3f}, "
-          f"mAP@[.5:.95] {metrics['map50_95']:.3f}.")
-    print(f"Run folder:          {run_dir}")
-    print(f"  best detector:     {run_dir / 'model.keras'} (lowest validation loss)")
-    print(f"  SavedModel:        {run_dir / 'export'} (serving_default: one image, decoded boxes)")
-    print(f"  metrics:           {run_dir / 'metrics.json'} (pycocotools; COCO tables in coco_<split>.txt)")
-    print(f"  example detections: {run_dir}/detections_{{train,val,test}}.png")
-    print(f"  split, bad files:  {run_dir / 'split.csv'}, {run_dir / 'bad_files.csv'}")
-    print(f"  resolved config:   {run_dir / 'config.yaml'}")
-    print(f"View in TensorBoard: tensorboard --logdir {logdir}")
+register_task(DetectTask())

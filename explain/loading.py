@@ -1,0 +1,142 @@
+"""Loading what explain's commands explain, and the arguments they share.
+
+One loader reads "a run folder or a ``.keras`` file": the model, its class names (from the
+run's ``metrics.json``) and its training configuration (``config.yaml``), with a clear message
+for each way that can fail. :func:`load_model` adds what a classifier eats, :func:`load_detector`
+checks for a detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import yaml
+
+from datasets.pipeline import InputSpec
+from explain import DEFAULT_LAYER, METHODS
+from explain.views import resolve_layers
+
+DETECTOR_DEFAULT_SIZE = 128  # a bare detector file without its run's config.yaml
+
+
+class ExplainError(ValueError):
+    """A bad model path, target or method; the message says what to pass instead."""
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with what its run folder says about it (empty where it has no folder)."""
+
+    model: keras.Model
+    class_names: list[str]
+    config: dict
+    path: Path
+
+
+@dataclass
+class LoadedModel:
+    """A classifier, its class names and the inputs it takes."""
+
+    model: keras.Model
+    class_names: list[str]
+    spec: InputSpec
+
+
+@dataclass
+class LoadedDetector:
+    model: keras.Model
+    class_names: list[str]
+    image_size: int  # side the detector was trained at; images are resized to it
+
+
+def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> LoadedRun:
+    """Loads ``RUN_DIR/model.keras`` or a ``.keras`` file, with class names and config when known.
+
+    Class names come from the run's ``metrics.json``; without one they are class_0, class_1...
+    Keras' safe mode refuses files that would run arbitrary Python (a lambda layer) unless
+    ``unsafe`` is set.
+
+    Raises:
+        ExplainError: no such file, not a Keras archive (or truncated), or refused by safe mode.
+    """
+    import models  # noqa: F401  (registers the project's custom layers)
+
+    path = Path(source)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise ExplainError(f"No {what} at {model_path}: pass a run folder holding model.keras, or a .keras file.")
+    if not zipfile.is_zipfile(model_path):
+        raise ExplainError(f"{model_path} is not a Keras model file (.keras files are zip archives; this one is "
+                           "not, or is truncated). Pass the model.keras that python -m training.run wrote.")
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=not unsafe, compile=False)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "lambda" in str(err).lower():
+            raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "
+                               "refuses to load. Pass --unsafe only if you trust where the file came from.") from err
+        raise
+    metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
+    names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
+    settings = yaml.safe_load(config.read_text()) or {} if config.is_file() else {}
+    return LoadedRun(model, names or [], settings, model_path)
+
+
+def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:
+    """A classifier from a run folder or ``.keras`` file (see :func:`load_run`)."""
+    run = load_run(source, unsafe)
+    classes = int(run.model.outputs[0].shape[-1])
+    names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
+    return LoadedModel(run.model, names, input_spec(run.model))
+
+
+def load_detector(source: str | Path) -> LoadedDetector:
+    """A ``--task detect`` run's detector, box classes and training image size.
+
+    Raises:
+        ExplainError: no model there, or a model that is not an object detector.
+    """
+    import keras_hub  # registers RetinaNet for deserialisation
+
+    run = load_run(source, what="detector")
+    if not isinstance(run.model, keras_hub.models.ObjectDetector):
+        raise ExplainError(f"{run.path} is not an object detector (it is a {type(run.model).__name__}); "
+                           "--detector takes a run of `python -m training.run --task detect`.")
+    names = run.class_names or [f"class_{i}" for i in range(run.model.num_classes)]
+    return LoadedDetector(run.model, names, int(run.config.get("image_size") or DETECTOR_DEFAULT_SIZE))
+
+
+def input_spec(model: keras.Model) -> InputSpec:
+    """What the model eats, read off its inputs: the first takes the image, a second its local crop."""
+    names = tuple(t.name for t in model.inputs)
+    local = int(model.inputs[1].shape[1]) if len(names) > 1 else None
+    return InputSpec(int(model.inputs[0].shape[1]), local, names)
+
+
+def require_layer(model: keras.Model, methods: list[str], layer: str) -> None:
+    """Raises LayerError, listing the candidates, when a method that uses a layer cannot find it."""
+    if any(METHODS[m].uses_layer for m in methods):
+        resolve_layers(model, layer)
+
+
+def parse_methods(text: str) -> list[str]:
+    """``gradcam,saliency`` as a list of registered method names."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ExplainError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+    return methods
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str, model_required: bool = True) -> None:
+    """The arguments every explaining command shares: model, methods, layer, batch, output."""
+    parser.add_argument("--model", required=model_required, help="a run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument("--layer", default=DEFAULT_LAYER, help=layer_help)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
+    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")

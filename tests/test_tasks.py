@@ -1,0 +1,173 @@
+"""A task plugged in from outside the package: registered with its model, then trained, evaluated,
+exported, interrupted and resumed through ``training.run``'s ``main(argv)``, as a new task would be."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from models import MODELS, ModelEntry, register
+from training.config import ConfigError, build_parser, parse_config
+from training.run import main
+from training.tasks import TASKS, Task, register_task
+
+EPOCHS = 3
+SIZE = 16
+
+
+def build_brightness_model(num_classes: int, input_shape, weights=None) -> keras.Model:
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="value")(x), name="brightness")
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Stops the process the way a user's Ctrl-C does, once, after epoch ``epoch``."""
+
+    armed_for: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if InterruptAfter.armed_for == epoch:
+            InterruptAfter.armed_for = None
+            raise KeyboardInterrupt
+
+
+class BrightnessData:
+    class_names = ["brightness"]
+
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        levels = rng.uniform(0, 255, 40).astype(np.float32)
+        self.images = np.clip(levels[:, None, None, None] + rng.normal(0, 8, (40, SIZE, SIZE, 3)), 0, 255)
+        self.targets = levels[:, None] / 255
+        self.splits = {"train": slice(0, 24), "val": slice(24, 32), "test": slice(32, 40)}
+
+    def dataset(self, split, config, training=False, replicas=1):
+        part = self.splits[split]
+        data = tf.data.Dataset.from_tensor_slices((self.images[part].astype(np.float32), self.targets[part]))
+        return data.batch(config.batch_size * replicas)
+
+
+class MeanBrightnessTask(Task):
+    name = "toy_brightness"
+    description = "predict an image's mean brightness (test task)"
+    defaults = {"model": "toy_brightness_net", "image_size": SIZE, "batch_size": 8, "epochs": EPOCHS, "lr": 1e-2}
+    strategies = ("auto", "default")
+
+    def prepare_data(self, config, run_dir):
+        data = BrightnessData(config.seed)
+        pd.DataFrame({"path": [f"toy_{i}" for i in range(40)],
+                      "split": [s for s, part in data.splits.items() for _ in range(part.stop - part.start)]}
+                     ).to_csv(run_dir / "split.csv", index=False)
+        pd.DataFrame(columns=["path", "reason"]).to_csv(run_dir / "bad_files.csv", index=False)
+        return data
+
+    def compile(self, model, optimizer, jit):
+        model.compile(optimizer=optimizer, loss="mse", metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+
+    def summaries(self, config, run_dir, data):
+        return [InterruptAfter()]
+
+    def evaluate(self, model, config, data, run_dir):
+        metrics = {}
+        for split, part in data.splits.items():
+            predicted = model.predict(data.images[part], verbose=0)
+            metrics[split] = {"rmse": float(np.sqrt(np.mean((predicted - data.targets[part]) ** 2)))}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    def final_scalars(self, metrics):
+        return {"test_rmse": metrics["test"]["rmse"]}
+
+    def headline(self, metrics):
+        return f"Test RMSE {metrics['test']['rmse']:.3f}."
+
+
+@pytest.fixture(scope="module")
+def toy_task():
+    task = register_task(MeanBrightnessTask())
+    register("toy_brightness_net", ModelEntry(build_brightness_model, min_input_size=8, default_weights=None,
+                                              task=task.name, has_imagenet_weights=False))
+    yield task
+    TASKS.pop(task.name)
+    MODELS.pop("toy_brightness_net")
+
+
+@pytest.fixture(scope="module")
+def interrupted_and_resumed(toy_task, tmp_path_factory):
+    """The toy task interrupted after its second epoch, then the same command again."""
+    logdir = tmp_path_factory.mktemp("toy_logs")
+    argv = ["--task", "toy_brightness", "--logdir", str(logdir), "--run-name", "toy"]
+    InterruptAfter.armed_for = 1
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    run_dir = logdir / "toy"
+    left_behind = sorted(p.name for p in run_dir.iterdir())
+    assert main(argv) == 0
+    return run_dir, left_behind
+
+
+def _steps(folder: Path, tag: str) -> list[int]:
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0}).Reload()
+    return [event.step for event in events.Tensors(tag)]
+
+
+def test_an_interrupted_toy_run_leaves_its_backup_and_no_results(interrupted_and_resumed):
+    _, left_behind = interrupted_and_resumed
+    assert "backup" in left_behind and "model.keras" in left_behind
+    assert "metrics.json" not in left_behind and "export" not in left_behind
+
+
+def test_the_resumed_toy_run_writes_each_epoch_once_and_every_artefact(interrupted_and_resumed, capsys):
+    run_dir, _ = interrupted_and_resumed
+    assert _steps(run_dir / "train", "epoch_loss") == list(range(EPOCHS))
+    assert _steps(run_dir / "validation", "epoch_mae") == list(range(EPOCHS))
+    assert _steps(run_dir, "final/test_rmse") == [EPOCHS]
+    assert not (run_dir / "backup").exists()
+    for name in ("model.keras", "config.yaml", "split.csv", "bad_files.csv", "export/saved_model.pb"):
+        assert (run_dir / name).exists(), name
+    assert "task: toy_brightness" in (run_dir / "config.yaml").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"train", "val", "test"} and metrics["test"]["rmse"] < 1
+
+
+def test_the_toy_export_predicts_like_its_best_model(interrupted_and_resumed):
+    run_dir, _ = interrupted_and_resumed
+    images = np.random.default_rng(3).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    serving = tf.saved_model.load(str(run_dir / "export")).signatures["serving_default"]
+    exported = next(iter(serving(image=tf.constant(images)).values())).numpy()
+    expected = keras.saving.load_model(run_dir / "model.keras").predict(images, verbose=0)
+    np.testing.assert_allclose(exported, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_task_choices_defaults_and_help_come_from_the_registry(toy_task):
+    assert "toy_brightness: predict an image's mean brightness" in " ".join(build_parser().format_help().split())
+    config = parse_config(["--task", "toy_brightness"])
+    assert (config.model, config.image_size, config.epochs) == ("toy_brightness_net", SIZE, EPOCHS)
+    with pytest.raises(ConfigError, match="model='sednet' does not toy_brightness"):
+        parse_config(["--task", "toy_brightness", "--model", "sednet"])
+    with pytest.raises(ConfigError, match="strategy='mirrored': --task toy_brightness trains under auto or default"):
+        parse_config(["--task", "toy_brightness", "--strategy", "mirrored"])
+    with pytest.raises(ConfigError, match=r"task='segmentt' is not one of \['classify', 'detect', 'toy_brightness'\]"):
+        parse_config(["--task", "segmentt"])
+
+
+def test_a_task_name_is_registered_once(toy_task):
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(MeanBrightnessTask())
+
+
+def test_a_task_without_speed_switches_refuses_them():
+    with pytest.raises(ConfigError, match="--task detect does not support --mixed-precision"):
+        parse_config(["--task", "detect", "--mixed-precision"])
+    with pytest.raises(ConfigError, match="--task detect does not support --jit"):
+        parse_config(["--task", "detect", "--jit"])

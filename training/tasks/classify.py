@@ -1,0 +1,191 @@
+"""``--task classify``: one label per image (SedNet, the transfer-learned backbones).
+
+Data are class folders or a manifest, checked image by image and split stratified by class;
+the model is trained on cross-entropy of logits, with accuracy (which keeps the confusion
+matrix) and macro F1. TensorBoard gets Grad-CAM overlays, histograms and per-class scores;
+the report is the SedNet paper's table 2 (``metrics.json``) and its figure 4 (confusion
+matrices).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from datasets.augment import mirror_permutation
+from datasets.pipeline import InputSpec, load_example, make_dataset
+from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_table, stratified_split,
+                             write_bad_files, write_split)
+from models import MODELS, ConfusionMatrixAccuracy
+from training import callbacks as tb
+from training.tasks import Task, chiral_pairs, register_task
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
+SCORES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss")
+
+
+@dataclass
+class ClassificationData:
+    """The split table, the class names and what the model's inputs look like."""
+
+    table: pd.DataFrame  # one row per usable image, with a split column
+    class_names: list[str]
+    spec: InputSpec
+    mirror_pairs: list[tuple[str, str]]
+
+    def split_table(self, split: str) -> pd.DataFrame:
+        return self.table[self.table["split"] == split].reset_index(drop=True)
+
+    def fixed_validation_sample(self, count: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Up to ``count`` validation images, classes taken in turn: the model inputs and labels."""
+        table = self.split_table("val")
+        order = table.groupby("label").cumcount().sort_values(kind="stable").index[:count]
+        rows = table.loc[order]
+        examples = [load_example(r.path, np.array([getattr(r, c) for c in BOX_COLUMNS], np.float32), self.spec)
+                    for r in rows.itertuples()]
+        images = {name: np.stack([e[i] for e in examples]).astype(np.float32)
+                  for i, name in enumerate(self.spec.input_names)}
+        return images, label_indices(rows, self.class_names)
+
+    def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
+        mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment else None
+        return make_dataset(self.split_table(split), self.class_names, self.spec, config.batch_size * replicas,
+                            training=training, mirror=mirror, seed=config.seed, cache=config.cache,
+                            drop_remainder=replicas > 1)
+
+
+def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(class_names)}
+    return table["label"].map(index).to_numpy(np.int64)
+
+
+def prepare_classification_data(source: Path, config: TrainConfig, run_dir: Path) -> ClassificationData:
+    """Loads, checks and splits the data and writes split.csv and bad_files.csv.
+
+    Raises:
+        DataError: missing path, no images, empty class folder, a single class, too few
+            images per class for the split, or images smaller than the model's minimum input.
+    """
+    entry = MODELS[config.model]
+    table = load_table(source)
+    checked = check_images(table, entry.min_input_size)
+    print(write_bad_files(checked.bad_files, run_dir / "bad_files.csv"), flush=True)
+    table = stratified_split(checked.table, config.split_fractions(), config.seed)
+    missing = [s for s in SPLITS if not (table["split"] == s).any()]
+    if missing:
+        raise DataError(f"The {'/'.join(missing)} split(s) hold no usable image; add images or fix the "
+                        "manifest's split column.")
+    write_split(table, run_dir / "split.csv")
+    class_names = sorted(table["label"].unique())
+    pairs = chiral_pairs(class_names, config.mirror_pairs)
+    local_size = config.local_size if len(entry.input_names) > 1 else None
+    spec = InputSpec(config.image_size, local_size, entry.input_names)
+    counts = table.groupby("split")["label"].count().reindex(list(SPLITS)).to_dict()
+    print(f"{len(table)} images, {len(class_names)} classes {class_names}; split {counts}", flush=True)
+    return ClassificationData(table, class_names, spec, pairs)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def split_metrics(y_true: np.ndarray, logits: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, macro precision/recall/F1, mean cross-entropy and per-class scores."""
+    y_pred = logits.argmax(axis=1)
+    labels = np.arange(len(class_names))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    loss = -log_softmax(logits)[np.arange(len(y_true)), y_true].mean()
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "loss": float(loss),
+        "count": int(len(y_true)),
+        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for name, p, r, f, s in zip(class_names, precision, recall, f1, support)},
+    }
+
+
+def write_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                           out_stem: Path, title: str) -> None:
+    """Writes ``<stem>.csv`` (rows: true class, columns: predicted) and ``<stem>.png``."""
+    matrix = confusion_matrix(y_true, y_pred, labels=np.arange(len(class_names)))
+    frame = pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names)
+    frame.to_csv(out_stem.with_suffix(".csv"))
+    side = 2.5 + 0.6 * len(class_names)
+    figure = Figure(figsize=(side, side))  # no pyplot: leaves the user's matplotlib backend alone
+    axes = figure.subplots()
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
+        ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45)
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(out_stem.with_suffix(".png"), dpi=120)
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    description = ("one label per image: SedNet or a transfer-learned backbone; data are class folders or a "
+                   "manifest")
+
+    def prepare_data(self, config: TrainConfig, run_dir: Path) -> ClassificationData:
+        return prepare_classification_data(self.resolve_source(config), config, run_dir)
+
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> None:
+        """Cross-entropy on logits; accuracy (which keeps the confusion matrix for the
+        per-class scores) and macro F1, written to TensorBoard as ``epoch_*``."""
+        num_classes = int(model.outputs[0].shape[-1])
+        model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                      metrics=[ConfusionMatrixAccuracy(num_classes, name="accuracy"),
+                               keras.metrics.F1Score(average="macro", name="f1_macro")],
+                      jit_compile=jit)
+
+    def summaries(self, config: TrainConfig, run_dir: Path, data: ClassificationData) -> list:
+        images, labels = data.fixed_validation_sample(config.tb_gradcam_images)
+        callbacks = []
+        if config.tb_gradcam_freq:
+            callbacks.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
+        if config.tb_histogram_freq:
+            callbacks.append(tb.Histograms(run_dir, images, config.tb_histogram_freq))
+        if config.tb_scores:
+            callbacks.append(tb.ClassScores(run_dir, data.class_names))
+        return callbacks
+
+    def evaluate(self, model: keras.Model, config: TrainConfig, data: ClassificationData, run_dir: Path) -> dict:
+        """Predicts every split, writes metrics.json and the confusion matrices."""
+        metrics = {}
+        for split in SPLITS:
+            y_true = label_indices(data.split_table(split), data.class_names)
+            logits = model.predict(data.dataset(split, config), verbose=0)
+            metrics[split] = split_metrics(y_true, logits, data.class_names)
+            write_confusion_matrix(y_true, logits.argmax(axis=1), data.class_names,
+                                   run_dir / f"confusion_matrix_{split}", f"{config.model}: {split}")
+        (run_dir / "metrics.json").write_text(json.dumps({"class_names": data.class_names, **metrics}, indent=2))
+        return metrics
+
+    def final_scalars(self, metrics: dict) -> dict[str, float]:
+        return {f"{split}_{key}": metrics[split][key] for split in SPLITS for key in SCORES}
+
+    def headline(self, metrics: dict) -> str:
+        test = metrics["test"]
+        return f"Test accuracy {test['accuracy']:.3f}, macro F1 {test['f1_macro']:.3f}."
+
+    def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
+        return [("metrics", f"{run_dir / 'metrics.json'} (train/val/test)"),
+                ("confusion matrices", f"{run_dir}/confusion_matrix_{{train,val,test}}.{{csv,png}}")]
+
+
+register_task(ClassifyTask())
