@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from explain.targets import repeat_sample
 from explain.views import (DEFAULT_LAYER, as_input_dict, normalize, per_input, resolve_layers, resolve_targets,
                            view_of)
 
 
 def _gradient_cam(model, inputs, targets, layer, combine, with_logits: bool = False):
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets, predict=False)
+    kind, params = resolve_targets(model, inputs, targets, predict=False)
     layer_of = tuple(resolve_layers(model, layer).items())
     view = view_of(model, [layer_name for _, layer_name in layer_of])
-    maps, logits = view.cams(inputs, targets, combine, layer_of)
+    maps, logits = view.cams(inputs, kind, params, combine, layer_of)
     return (per_input(maps), logits.numpy()) if with_logits else per_input(maps)
 
 
@@ -85,17 +86,18 @@ def scorecam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, max_cha
     ``batch_size``. For a multi-input model, each input is masked while the others stay.
     """
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets)
+    kind, params = resolve_targets(model, inputs, targets)
     layer_of = resolve_layers(model, layer)
     view = view_of(model, list(layer_of.values()))
-    activations = view.activations_and_gradients(inputs, targets)[0]
+    activations = view.activations_and_gradients(inputs, kind, params)[0]
     maps = {}
     for name, layer_name in layer_of.items():
-        maps[name] = _scorecam_maps(view, inputs, name, activations[layer_name], targets, max_channels, batch_size)
+        maps[name] = _scorecam_maps(view, inputs, name, activations[layer_name], kind, params, max_channels,
+                                    batch_size)
     return per_input(maps)
 
 
-def _scorecam_maps(view, inputs, name, activations, targets, max_channels, batch_size):
+def _scorecam_maps(view, inputs, name, activations, kind, params, max_channels, batch_size):
     batch, size = int(activations.shape[0]), tf.shape(inputs[name])[1:3]
     count = min(max_channels, int(activations.shape[-1]))
     top = tf.math.top_k(tf.reduce_mean(activations, axis=(1, 2)), k=count).indices  # (B, N)
@@ -105,9 +107,11 @@ def _scorecam_maps(view, inputs, name, activations, targets, max_channels, batch
     for i in range(batch):
         masked = {key: tf.repeat(value[i:i + 1], count, axis=0) for key, value in inputs.items()}
         masked[name] = masked[name] * tf.transpose(masks[i], (2, 0, 1))[..., None]
-        probabilities = [tf.nn.softmax(view.logits({k: v[s:s + batch_size] for k, v in masked.items()}))
-                         for s in range(0, count, batch_size)]
-        scores.append(tf.concat(probabilities, axis=0)[:, targets[i]])
+        sample = repeat_sample(params, i, count)
+        confidences = [kind.confidence(view.logits({k: v[s:s + batch_size] for k, v in masked.items()}),
+                                       {k: v[s:s + batch_size] for k, v in sample.items()})
+                       for s in range(0, count, batch_size)]
+        scores.append(tf.concat(confidences, axis=0))
     weights = tf.nn.softmax(tf.stack(scores), axis=1)[:, None, None, :]
     cams = tf.nn.relu(tf.reduce_sum(weights * chosen, axis=-1))
     return normalize(tf.image.resize(cams[..., None], size)[..., 0])

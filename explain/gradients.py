@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from explain.targets import repeat_sample
 from explain.views import DEFAULT_LAYER, as_input_dict, normalize, per_input, resolve_targets, view_of
 
 
@@ -26,8 +27,8 @@ def saliency(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):
     Image Classification Models and Saliency Maps", ICLR workshop.
     """
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets)
-    return per_input(_channel_max(view_of(model).input_gradients(inputs, targets)))
+    kind, params = resolve_targets(model, inputs, targets)
+    return per_input(_channel_max(view_of(model).input_gradients(inputs, kind, params)))
 
 
 def smoothgrad(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, samples: int = 16,
@@ -39,12 +40,12 @@ def smoothgrad(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, sampl
     paper's 10-20 %). All noisy copies of all inputs go through in one batched pass per sample.
     """
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets)
+    kind, params = resolve_targets(model, inputs, targets)
     view, rng = view_of(model), tf.random.Generator.from_seed(seed)
     total = {name: tf.zeros_like(x) for name, x in inputs.items()}
     for _ in range(samples):
         noisy = {name: x + rng.normal(tf.shape(x)) * noise_level * _value_range(x) for name, x in inputs.items()}
-        gradients = view.input_gradients(noisy, targets)
+        gradients = view.input_gradients(noisy, kind, params)
         total = {name: total[name] + gradients[name] for name in total}
     return per_input(_channel_max(total))
 
@@ -62,7 +63,7 @@ def integrated_gradients(model, inputs, targets=None, *, layer: str = DEFAULT_LA
     multi-input model the path scales all inputs together.
     """
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets)
+    kind, params = resolve_targets(model, inputs, targets)
     view = view_of(model)
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
     weights = np.full(steps + 1, 1.0 / steps, np.float32)
@@ -70,7 +71,7 @@ def integrated_gradients(model, inputs, targets=None, *, layer: str = DEFAULT_LA
     total = {name: tf.zeros_like(x) for name, x in inputs.items()}
     for alpha, weight in zip(alphas, weights):
         point = {name: baseline + alpha * (x - baseline) for name, x in inputs.items()}
-        gradients = view.input_gradients(point, targets)
+        gradients = view.input_gradients(point, kind, params)
         total = {name: total[name] + weight * gradients[name] for name in total}
     return per_input({name: normalize(tf.abs(tf.reduce_sum((inputs[name] - baseline) * total[name], axis=-1)))
                        for name in inputs})
@@ -87,15 +88,15 @@ def occlusion(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, patch:
     in turn while the others stay.
     """
     inputs = as_input_dict(model, inputs)
-    targets = resolve_targets(model, inputs, targets)
+    kind, params = resolve_targets(model, inputs, targets)
     view = view_of(model)
-    base = tf.gather(tf.nn.softmax(view.logits(inputs)), targets, batch_dims=1).numpy()
-    maps = {name: _occlusion_map(view, inputs, name, targets, base, patch, stride, batch_size)
+    base = kind.confidence(view.logits(inputs), params).numpy()
+    maps = {name: _occlusion_map(view, inputs, name, kind, params, base, patch, stride, batch_size)
             for name in inputs if len(inputs[name].shape) == 4}
     return per_input(maps)
 
 
-def _occlusion_map(view, inputs, name, targets, base, patch, stride, batch_size):
+def _occlusion_map(view, inputs, name, kind, params, base, patch, stride, batch_size):
     batch, height, width = (int(d) for d in inputs[name].shape[:3])
     patch = patch or max(2, min(height, width) // 8)
     stride = stride or max(1, patch // 2)
@@ -114,7 +115,7 @@ def _occlusion_map(view, inputs, name, targets, base, patch, stride, batch_size)
                 mask[j, y:y + patch, x:x + patch] = 0.0
             grey = tf.reduce_mean(sample[name])
             occluded[name] = occluded[name] * mask + grey * (1.0 - mask)
-            probabilities = tf.nn.softmax(view.logits(occluded))[:, targets[i]].numpy()
-            for (y, x), probability in zip(chunk, probabilities):
-                drops[i, y:y + patch, x:x + patch] += base[i] - probability
+            confidences = kind.confidence(view.logits(occluded), repeat_sample(params, i, len(chunk))).numpy()
+            for (y, x), confidence in zip(chunk, confidences):
+                drops[i, y:y + patch, x:x + patch] += base[i] - confidence
     return normalize(tf.nn.relu(drops / np.maximum(cover, 1.0)))

@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explain.targets import Target, as_target
+
 DEFAULT_LAYER = "features"
 
 
@@ -93,10 +95,11 @@ def _record(model: keras.Model, inputs, wanted: frozenset, recorded: dict):
 
 
 class ModelView:
-    """Activations of chosen layers and the gradients of per-sample logits with respect to them.
+    """Activations of chosen layers and the gradients of per-sample target scores with respect to them.
 
-    Call ``gradients(inputs, targets)`` with a dict of input arrays (single-input models: the
-    input's name as key) and int targets of shape (batch,).
+    Its compiled functions take a dict of input tensors (single-input models: the input's name
+    as key), a target class (:class:`explain.targets.Target`, a static argument) and that
+    target's tensors (:meth:`~explain.targets.Target.params`).
     """
 
     def __init__(self, model: keras.Model, layers: Sequence[str]):
@@ -111,30 +114,28 @@ class ModelView:
     def _logits(self, inputs):
         return self._model(_model_inputs(self._model, inputs), training=False)
 
-    def _activations_and_gradients(self, inputs, targets):
-        """Targets below 0 stand for each sample's predicted class (no extra forward pass)."""
+    def _activations_and_gradients(self, inputs, kind, params):
         recorded = {}
         with tf.GradientTape() as tape:
             logits = _record(self._model, _model_inputs(self._model, inputs), self._wanted, recorded)
-            targets = tf.where(targets < 0, tf.argmax(logits, axis=1, output_type=tf.int32), targets)
-            score = tf.gather(logits, targets, batch_dims=1)
+            score = kind.score(logits, params)
         activations = {name: recorded[name] for name in self.layers}
         return activations, tape.gradient(score, activations), logits
 
-    def _cams(self, inputs, targets, combine, layer_of):
+    def _cams(self, inputs, kind, params, combine, layer_of):
         """Class activation maps in one compiled call: ``combine(A, dS/dA)`` per image input,
         rectified, resized bilinearly to the input's size and scaled to [0, 1] per image.
         Returns the maps by input name and the logits."""
-        activations, gradients, logits = self._activations_and_gradients(inputs, targets)
+        activations, gradients, logits = self._activations_and_gradients(inputs, kind, params)
         maps = {name: normalize(tf.image.resize(tf.nn.relu(combine(activations[layer], gradients[layer]))[..., None],
                                                 tf.shape(inputs[name])[1:3])[..., 0])
                 for name, layer in layer_of}
         return maps, logits
 
-    def _input_gradients(self, inputs, targets):
+    def _input_gradients(self, inputs, kind, params):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            score = tf.gather(self._logits(inputs), targets, batch_dims=1)
+            score = kind.score(self._logits(inputs), params)
         return tape.gradient(score, inputs)
 
 
@@ -165,24 +166,21 @@ def as_input_dict(model: keras.Model, inputs) -> dict[str, tf.Tensor]:
     return {names[0]: tf.convert_to_tensor(inputs, tf.float32)}
 
 
-def resolve_targets(model: keras.Model, inputs: dict, targets, predict: bool = True) -> tf.Tensor:
-    """Per-sample int32 class indices: None = predicted class, int = one class for all.
+def resolve_targets(model: keras.Model, inputs: dict, targets, predict: bool = True) -> tuple[type[Target], dict]:
+    """The explainer contract's ``targets`` as a target class and its tensors.
 
-    With ``predict=False`` a None becomes -1s, which compiled views resolve themselves
-    without a separate forward pass.
+    Args:
+        targets: None (each sample's predicted class), an int, one int per sample, or a
+            :class:`explain.targets.Target`.
+        predict: fix "predicted" targets now, with a forward pass on ``inputs`` (needed before
+            the inputs are changed); without it they are resolved inside the compiled scores.
+
+    Raises:
+        ValueError: the target does not fit the model's output or the batch.
     """
-    batch = int(next(iter(inputs.values())).shape[0])
-    if targets is None:
-        if predict:
-            return tf.argmax(view_of(model).logits(inputs), axis=1, output_type=tf.int32)
-        return tf.fill([batch], -1)
-    targets = np.asarray(targets)
-    classes = int(model.outputs[0].shape[-1])
-    if (not np.issubdtype(targets.dtype, np.integer) or targets.ndim > 1
-            or targets.ndim == 1 and len(targets) != batch or np.any(targets < 0) or np.any(targets >= classes)):
-        raise ValueError(f"targets must be None, a class index in [0, {classes}) or {batch} of them; "
-                         f"got {targets.tolist()!r}.")
-    return tf.constant(np.broadcast_to(targets.astype(np.int32), (batch,)))
+    target = as_target(targets)
+    logits = view_of(model).logits if predict else None
+    return type(target), target.params(model, inputs, logits)
 
 
 def normalize(maps: tf.Tensor) -> tf.Tensor:

@@ -118,3 +118,9 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set
     worker_dir = next(line.split()[-1] for line in results[1][0].splitlines() if line.startswith("Run folder:"))
     assert not worker_dir.startswith(str(tmp_path))
     shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def test_a_tf_config_that_is_not_json_stops_training_with_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert main(["--logdir", str(tmp_path)]) == 2
+    assert "error: TF_CONFIG is not JSON" in capsys.readouterr().err
