@@ -32,9 +32,9 @@ def keras_hub_initialisation(detector: keras.Model) -> None:
     boxes.assign(np.full(boxes.shape, focal_prior_bias(), "float32"))
 
 
-def val_map50_per_epoch(variant: str, train, val, epochs: int) -> list[float]:
+def val_map50_per_epoch(variant: str, train, val, epochs: int, size: int) -> list[float]:
     keras.utils.set_random_seed(0)
-    detector = build_detector(1)
+    detector = build_detector(1, (size, size, 3))
     if variant == "keras-hub":
         keras_hub_initialisation(detector)
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -52,15 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_prior", help="folder for the synthetic images")
     parser.add_argument("--images", type=int, default=300, help="synthetic images, 4:1 train:val (default 300)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per variant (default 4)")
+    parser.add_argument("--size", type=int, default=128, help="image side (default 128)")
     args = parser.parse_args(argv)
-    table, _ = read_box_manifest(write_dataset("sigma_clasts", Path(args.out), n=args.images, seed=0, size=128,
-                                               max_clasts=3))
+    table, _ = read_box_manifest(write_dataset("sigma_clasts", Path(args.out), n=args.images, seed=0,
+                                               size=args.size, max_clasts=3))
     table = table.assign(box_label="sigma_clast")
     paths = table["path"].unique()
     cut = int(0.8 * len(paths))
-    train = load_box_arrays(table[table["path"].isin(paths[:cut])], ["sigma_clast"], 128)
-    val = load_box_arrays(table[table["path"].isin(paths[cut:])], ["sigma_clast"], 128)
-    result = {variant: val_map50_per_epoch(variant, train, val, args.epochs) for variant in ("keras-hub", "paper")}
+    train = load_box_arrays(table[table["path"].isin(paths[:cut])], ["sigma_clast"], args.size)
+    val = load_box_arrays(table[table["path"].isin(paths[cut:])], ["sigma_clast"], args.size)
+    result = {variant: val_map50_per_epoch(variant, train, val, args.epochs, args.size)
+              for variant in ("keras-hub", "paper")}
     print(json.dumps({"val_map50_keras_hub": result["keras-hub"], "val_map50_paper_prior": result["paper"]}))
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_detector", help="working folder (runs are reused when finished)")
     parser.add_argument("--held-out", type=int, default=200, help="held-out images (default 200)")
+    parser.add_argument("--size", type=int, default=128, help="side of the held-out images (default 128)")
+    parser.add_argument("--detector-flags", default="", help="more training.run flags for the detector")
+    parser.add_argument("--classifier-flags", default="", help="more training.run flags for the classifier")
     args = parser.parse_args(argv)
     out = Path(args.out)
     logdir = out / "runs"
-    detector_dir = train_once(logdir, "detector", ["--task", "detect"])
-    classifier_dir = train_once(logdir, "sednet", [])
-    manifest = write_dataset("sigma_clasts", out / "held_out", n=args.held_out, seed=HELD_OUT_SEED, size=128,
+    detector_dir = train_once(logdir, "detector", ["--task", "detect", *shlex.split(args.detector_flags)])
+    classifier_dir = train_once(logdir, "sednet", shlex.split(args.classifier_flags))
+    manifest = write_dataset("sigma_clasts", out / "held_out", n=args.held_out, seed=HELD_OUT_SEED, size=args.size,
                              max_clasts=3)
     code = explain_run.main(["--detector", str(detector_dir), "--classifier", str(classifier_dir),
                              "--images", str(out / "held_out"), "--out", str(out / "two_stage")])

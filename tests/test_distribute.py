@@ -47,7 +47,7 @@ def test_mirrored_with_one_device_falls_back_with_a_warning(capsys):
 
 @pytest.mark.parametrize("tf_config, message", [
     (None, "needs TF_CONFIG"),
-    ("{not json", "TF_CONFIG is malformed"),
+    ("{not json", "TF_CONFIG is not JSON"),
     ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is malformed"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "is not in its cluster"),
 ])

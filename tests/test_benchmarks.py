@@ -1,0 +1,45 @@
+"""Every script under benchmarks/ runs as committed, on tiny settings, and ends with its JSON line.
+
+The figures they print are meaningless at these sizes; what is tested is that the scripts the
+README quotes still run against today's code and report what they promise.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+TINY_CLASSIFIER = "--synthetic-n 24 --synthetic-size 64 --epochs 1 --image-size 32 --local-size 16 --batch-size 8"
+TINY_DETECTOR = "--synthetic-n 12 --synthetic-size 96 --image-size 96 --epochs 1"
+
+BENCHMARKS = {
+    "main_job.py": (["--seeds", "0", *TINY_CLASSIFIER.split()], {"runs", "max_minutes", "min_test_accuracy"}),
+    "callback_overhead.py": (["--rounds", "2", "--epochs", "2", "--synthetic-n", "24", "--image-size", "32"],
+                             {"epoch_time_ratio", "lower_quartile_ratio", "median_epoch_seconds"}),
+    "explain_speed.py": (["--repeats", "1", "--batch", "2", "--size", "64"],
+                         {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image"}),
+    "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],
+                          {"val_map50_keras_hub", "val_map50_paper_prior"}),
+    "detector_quality.py": (["--held-out", "4", "--size", "96", "--detector-flags", TINY_DETECTOR,
+                             "--classifier-flags", TINY_CLASSIFIER],
+                            {"map50", "map50_95", "shear_sense_accuracy", "matched", "missed", "false_detections"}),
+}
+
+
+def test_every_benchmark_is_covered():
+    assert sorted(BENCHMARKS) == sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(BENCHMARKS))
+def test_a_benchmark_runs_as_committed(script, tmp_path):
+    flags, keys = BENCHMARKS[script]
+    out = ["--out", str(tmp_path / "out")] if script.startswith("detector_") else []
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *flags, *out], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert keys <= set(json.loads(result.stdout.strip().splitlines()[-1]))
