@@ -111,10 +111,12 @@ def load_detector(source: str | Path) -> LoadedDetector:
 
 
 def input_spec(model: keras.Model) -> InputSpec:
-    """What the model eats, read off its inputs: the first takes the image, a second its local crop."""
-    names = tuple(t.name for t in model.inputs)
-    local = int(model.inputs[1].shape[1]) if len(names) > 1 else None
-    return InputSpec(int(model.inputs[0].shape[1]), local, names)
+    """What the model eats, read off its inputs in the order it was built with (``model.input``
+    keeps a dict's order; ``model.inputs`` sorts by name): the first takes the whole image, a
+    second its local crop."""
+    inputs = list(model.input.values()) if isinstance(model.input, dict) else model.inputs
+    local = int(inputs[1].shape[1]) if len(inputs) > 1 else None
+    return InputSpec(int(inputs[0].shape[1]), local, tuple(t.name for t in inputs))
 
 
 def require_layer(model: keras.Model, methods: list[str], layer: str) -> None:

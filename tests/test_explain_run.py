@@ -96,3 +96,13 @@ def test_lambda_models_need_unsafe(tmp_path, capsys):
     assert "--unsafe" in capsys.readouterr().err
     assert main([*args, "--unsafe"]) == 0
     assert pd.read_csv(tmp_path / "out" / "explanations.csv")["predicted"].iloc[0] in ("class_0", "class_1")
+
+
+def test_the_input_spec_of_a_saved_sednet_puts_the_whole_image_first_even_at_equal_sizes(tmp_path):
+    from explain.loading import input_spec, load_model
+    from models import build_model
+
+    for local_size in (16, 32):
+        build_model("sednet", 2, (32, 32, 3), weights="none", local_size=local_size).save(tmp_path / "m.keras")
+        assert input_spec(load_model(tmp_path / "m.keras").model).input_names == ("whole", "local")
+        assert load_model(tmp_path / "m.keras").spec.local_size == local_size

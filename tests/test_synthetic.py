@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -99,3 +100,22 @@ def test_command_line_writes_class_folders_and_manifest(tmp_path):
     assert set(table.columns) >= {"path", "label", "xmin", "ymin", "xmax", "ymax", "tail_mask"}
     assert {p.name for p in out.iterdir()} == {"cw", "ccw", "_masks", "manifest.csv"}
     assert sorted(load_table(out)["label"].unique()) == ["ccw", "cw"]  # the mask folder is no class
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sigma_clasts", "OUT", "--shortcut", "scale_bar"], "--shortcut do\\(es\\) not apply to sigma_clasts"),
+    (["thin_sections", "OUT", "--correlation", "1.5"], "correlation=1.5 must lie in \\[0, 1\\]"),
+    (["sigma_clasts", "OUT", "--max-clasts", "0"], "max_clasts=0 must lie in \\[1, 16\\]"),
+])
+def test_command_line_options_come_from_the_registry_and_are_checked(argv, message, tmp_path, capsys):
+    from datasets.synthetic.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / a) if a == "OUT" else a for a in argv])
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_write_dataset_refuses_an_option_its_generator_does_not_take(tmp_path):
+    with pytest.raises(ValueError, match="Unknown option\\(s\\) \\['shortcut'\\]; this generator takes \\['max_clasts'\\]"):
+        write_dataset("sigma_clasts", tmp_path, n=2, size=48, shortcut="scale_bar")

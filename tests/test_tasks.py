@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from models import MODELS, ModelEntry, register
+from training import callbacks as tb
 from training.config import ConfigError, build_parser, parse_config
 from training.run import main
 from training.tasks import TASKS, Task, register_task
@@ -133,6 +134,7 @@ def test_the_resumed_toy_run_writes_each_epoch_once_and_every_artefact(interrupt
     assert _steps(run_dir / "validation", "epoch_mae") == list(range(EPOCHS))
     assert _steps(run_dir, "final/test_rmse") == [EPOCHS]
     assert not (run_dir / "backup").exists()
+    assert not [key for key in tb._WRITERS if key.startswith(str(run_dir.resolve()))]  # closed after the run
     for name in ("model.keras", "config.yaml", "split.csv", "bad_files.csv", "export/saved_model.pb"):
         assert (run_dir / name).exists(), name
     assert "task: toy_brightness" in (run_dir / "config.yaml").read_text()
