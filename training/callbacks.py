@@ -255,37 +255,40 @@ class Histograms(SummaryCallback):
     """Weights and biases of every trainable layer (train run) and activations of the
     ``features`` layers on the fixed validation images (validation run), every ``freq`` epochs.
 
-    One compiled call computes every histogram of an epoch; the writes are plain tensors.
+    One compiled call computes and writes every histogram of an epoch (eager writes of some
+    sixty tags cost SedNet's epoch about 30 ms more).
     """
 
     def __init__(self, log_dir, images: dict[str, np.ndarray], freq: int = 1):
         super().__init__(log_dir)
         self.images, self.freq = images, freq
-        self._compute = None
+        self._write = None
 
     def set_model(self, model):
         super().set_model(model)
+        if not self.active:
+            return
         names = set(resolve_layers(model).values())  # each input's explained layer, e.g. SedNet's branches
         names |= {layer.name for layer in model.layers if layer.name == DEFAULT_LAYER}
-        names = sorted(names)
-        activations = keras.Model(model.inputs, {n: model.get_layer(n).output for n in names})
+        activations = keras.Model(model.inputs, {n: model.get_layer(n).output for n in sorted(names)})
         inputs = [tf.constant(self.images[t.name]) for t in model.inputs]
+        train, validation = self.writer("train"), self.writer("validation")
 
         @tf.function
-        def compute():
-            weights = {f"weights/{w.path}": histogram_buckets(w.value) for w in model.trainable_weights}
-            outputs = {f"activations/{n}": histogram_buckets(v) for n, v in activations(inputs, training=False).items()}
-            return weights, outputs
+        def write(step):
+            with train.as_default(step=step):
+                for weight in model.trainable_weights:
+                    tf.summary.write(f"weights/{weight.path}", histogram_buckets(weight.value),
+                                     metadata=_HISTOGRAM_METADATA)
+            with validation.as_default(step=step):
+                for name, values in activations(inputs, training=False).items():
+                    tf.summary.write(f"activations/{name}", histogram_buckets(values), metadata=_HISTOGRAM_METADATA)
 
-        self._compute = compute
+        self._write = write
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.active or self.freq < 1 or epoch % self.freq:
-            return
-        for subdir, histograms in zip(("train", "validation"), self._compute()):
-            with self.writer(subdir).as_default(step=epoch):
-                for tag, buckets in histograms.items():
-                    tf.summary.write(tag, buckets, metadata=_HISTOGRAM_METADATA)
+        if self.active and self.freq >= 1 and epoch % self.freq == 0:
+            self._write(tf.constant(epoch, tf.int64))
 
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
