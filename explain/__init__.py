@@ -47,6 +47,7 @@ for _method in (gradcam, gradcam_plus_plus, layercam, scorecam):
 for _method in (saliency, smoothgrad, integrated_gradients, occlusion):
     register(_method.__name__, _method, uses_layer=False)
 
-__all__ = ["DEFAULT_LAYER", "Explainer", "METHODS", "LayerError", "register", "resolve_layers", "spatial_layers", "gradcam",
+__all__ = ["DEFAULT_LAYER", "Explainer", "METHODS", "LayerError", "register", "resolve_layers", "spatial_layers",
+           "gradcam",
            "gradcam_plus_plus", "layercam", "scorecam", "saliency", "smoothgrad", "integrated_gradients",
            "occlusion"]

@@ -349,6 +349,6 @@ def run_audit(model: str, data: str, masks: dict[str, str], settings: AuditSetti
     summary = summarize(images, list(masks), settings.methods)
     decided = verdicts(summary, settings.methods, list(masks)) if SHORTCUT in masks else {}
     sanity = sanity_check(loaded, table, masks, settings) if settings.sanity_images else pd.DataFrame()
-    write_report(out, images, summary, decided, sanity, RELIANCE_THRESHOLD, {"model": str(model), "data": str(data), "masks": masks,
-                                                         "split": split, **vars(settings)})
+    settings_used = {"model": str(model), "data": str(data), "masks": masks, "split": split, **vars(settings)}
+    write_report(out, images, summary, decided, sanity, RELIANCE_THRESHOLD, settings_used)
     return decided

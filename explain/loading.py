@@ -137,7 +137,8 @@ def parse_methods(text: str) -> list[str]:
 def add_model_arguments(parser: argparse.ArgumentParser, layer_help: str, model_required: bool = True) -> None:
     """The arguments every explaining command shares: model, methods, layer, batch, output."""
     parser.add_argument("--model", required=model_required, help="a run folder (holding model.keras) or a .keras file")
-    parser.add_argument("--methods", default="gradcam", help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument("--methods", default="gradcam",
+                        help=f"comma-separated, of: {', '.join(METHODS)} (default gradcam)")
     parser.add_argument("--layer", default=DEFAULT_LAYER, help=layer_help)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")

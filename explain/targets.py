@@ -59,7 +59,10 @@ def _batch(inputs: dict[str, tf.Tensor]) -> int:
 
 
 def _first_output(outputs):
-    return outputs if tf.is_tensor(outputs) else next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
+    """A model's only (or first) output, whether it returns a tensor, a dict or a list."""
+    if tf.is_tensor(outputs):
+        return outputs
+    return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,9 @@ class RegionTarget(Target):
         if self.mask is not None:
             region[:] = _resized_masks(np.asarray(self.mask), batch, height, width)
         elif self.box is not None:
-            x0, y0, x1, y1 = self.box
-            region[:, int(round(y0 * height)):int(round(y1 * height)), int(round(x0 * width)):int(round(x1 * width))] = 1
+            x0, x1 = (int(round(x * width)) for x in self.box[0::2])
+            y0, y1 = (int(round(y * height)) for y in self.box[1::2])
+            region[:, y0:y1, x0:x1] = 1
         if not predicted and not region.any():
             raise ValueError("RegionTarget: the mask or box covers no output pixel.")
         return {"region": tf.constant(region), "predicted": tf.constant(predicted),

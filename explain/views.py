@@ -10,6 +10,7 @@ calls neither retrace nor grow memory.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Sequence
 
@@ -106,10 +107,12 @@ class ModelView:
         self._model = weakref.proxy(model)
         self.layers = tuple(dict.fromkeys(layers))
         self._wanted = frozenset(self.layers)
-        self.activations_and_gradients = tf.function(self._activations_and_gradients, reduce_retracing=True)
-        self.cams = tf.function(self._cams, reduce_retracing=True)
-        self.logits = tf.function(self._logits, reduce_retracing=True)
-        self.input_gradients = tf.function(self._input_gradients, reduce_retracing=True)
+        # No tensor decides Python control flow here, so AutoGraph (which re-reads source files) stays off.
+        compiled = functools.partial(tf.function, reduce_retracing=True, autograph=False)
+        self.activations_and_gradients = compiled(self._activations_and_gradients)
+        self.cams = compiled(self._cams)
+        self.logits = compiled(self._logits)
+        self.input_gradients = compiled(self._input_gradients)
 
     def _logits(self, inputs):
         return self._model(_model_inputs(self._model, inputs), training=False)

@@ -43,11 +43,11 @@ class TrainConfig:
     task: str = _option("classify", task_help, choices=lambda: TASKS)
     model: str = _option("sednet", lambda: "model to train: " + "; ".join(
         f"{task.name}: {', '.join(task.models())}" for task in TASKS.values()), choices=lambda: sorted(MODELS))
-    data: str = _option("synthetic:sigma_clasts",
-                        lambda: "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,"
-                        "ymax]), or " + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, "
-                        "images/, labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the "
-                        "synthetic sigma clasts have up to 3 per image")
+    data: str = _option("synthetic:sigma_clasts", lambda: (
+        "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), or "
+        + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, images/, "
+        "labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the synthetic sigma clasts have "
+        "up to 3 per image"))
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
                                          "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
                                   choices=("one", "labels"))
