@@ -106,3 +106,11 @@ def test_the_input_spec_of_a_saved_sednet_puts_the_whole_image_first_even_at_equ
         build_model("sednet", 2, (32, 32, 3), weights="none", local_size=local_size).save(tmp_path / "m.keras")
         assert input_spec(load_model(tmp_path / "m.keras").model).input_names == ("whole", "local")
         assert load_model(tmp_path / "m.keras").spec.local_size == local_size
+
+
+@pytest.mark.parametrize("content", [b"not a zip archive", b"PK\x03\x04truncated"])
+def test_a_model_file_that_is_not_a_keras_archive_is_named(tmp_path, sigma_set, capsys, content):
+    (tmp_path / "model.keras").write_bytes(content)
+    assert main(["--model", str(tmp_path / "model.keras"), "--images", str(sigma_set), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'model.keras'} is not a Keras model file" in capsys.readouterr().err
