@@ -23,15 +23,16 @@ def _pixelwise_segmenter() -> keras.Model:
     return keras.Model(inputs, conv(inputs), name="pixelwise")
 
 
-def _signed_regressor() -> keras.Model:
+def _signed_regressor(classes: int = 1) -> keras.Model:
     """y = sum(left half of the image) - sum(right half): the left half raises the prediction,
-    the right half lowers it. Its ``features`` layer has a spatially varying readout after it."""
+    the right half lowers it; with ``classes=2`` the logits are (y, -y). Its ``features``
+    layer has a spatially varying readout after it."""
     inputs = keras.Input((SIZE, SIZE, 1), name="image")
     features = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="features")(inputs)
     readout = np.concatenate([np.ones((SIZE, SIZE // 2)), -np.ones((SIZE, SIZE // 2))], axis=1).reshape(-1, 1)
-    dense = keras.layers.Dense(1, use_bias=False, name="value")
+    dense = keras.layers.Dense(classes, use_bias=False, name="value")
     output = dense(keras.layers.Flatten()(features))
-    dense.set_weights([readout.astype(np.float32)])
+    dense.set_weights([np.concatenate([readout, -readout][:classes], axis=1).astype(np.float32)])
     return keras.Model(inputs, output, name="signed")
 
 
@@ -66,13 +67,17 @@ def test_a_scalar_target_with_a_sign_shows_what_raises_or_lowers_the_prediction(
 
 
 def test_class_targets_keep_the_contract_none_is_the_predicted_class():
-    model = _signed_regressor()
-    inputs = keras.Input((SIZE, SIZE, 1))
-    two_class = keras.Model(inputs, keras.layers.Concatenate()([model(inputs), -model(inputs)]))
-    images = np.random.default_rng(0).random((3, SIZE, SIZE, 1)).astype(np.float32)
+    two_class = _signed_regressor(classes=2)
+    images = np.ones((2, SIZE, SIZE, 1), np.float32)
+    images[0, :, SIZE // 2:] = 0  # only the left half: class 0 (y > 0)
+    images[1, :, : SIZE // 2] = 0  # only the right half: class 1 (y < 0)
     predicted = two_class.predict(images, verbose=0).argmax(1)
-    np.testing.assert_allclose(saliency(two_class, images), saliency(two_class, images, predicted))
-    np.testing.assert_allclose(saliency(two_class, images, ClassTarget(None)), saliency(two_class, images, None))
+    assert predicted.tolist() == [0, 1]
+    # LayerCAM keeps the gradient's sign: class 0 lights the left half, class 1 the right half.
+    for targets in (None, ClassTarget(None), predicted, ClassTarget(predicted)):
+        maps = layercam(two_class, images, targets)
+        assert maps[0][:, : SIZE // 2].min() == 1 and maps[0][:, SIZE // 2:].max() == 0
+        assert maps[1][:, SIZE // 2:].min() == 1 and maps[1][:, : SIZE // 2].max() == 0
 
 
 def test_new_targets_of_one_kind_do_not_retrace(segmenter):
