@@ -75,7 +75,7 @@ def timed_fit(config, data, datasets, run_dir: Path, with_callbacks: bool) -> Ep
     timer = EpochTimer()
     measured = [HooksStart(timer), *tensorboard_callbacks(task, config, run_dir, data)] if with_callbacks else []
     fit(model, config, *datasets, [*measured, timer], backup_dir=run_dir / "backup",
-        compile=lambda m, optimizer: task.compile(m, optimizer, False))
+        compile=lambda m, optimizer: task.compile(m, optimizer, config, False))
     return timer
 
 

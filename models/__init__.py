@@ -15,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from models import sednet, transfer
+from models import sednet, transfer, unet
 from models.metrics import ConfusionMatrixAccuracy
 from models.transfer import WeightsError, unfreeze_top
 
@@ -27,7 +27,7 @@ class ModelEntry:
     builder: Callable[..., keras.Model]
     min_input_size: int
     default_weights: str | None
-    task: str = "classify"  # or "detect"
+    task: str = "classify"  # or "detect", "segment"
     has_imagenet_weights: bool = True
     input_names: tuple[str, ...] = ("image",)  # a second input is a local crop of the first
     config_options: tuple[str, ...] = ()  # builder keywords the trainer takes from its config of the same names
@@ -58,6 +58,10 @@ def _build_detector(**options) -> keras.Model:
 
 register("detector", ModelEntry(_build_detector, min_input_size=64,  # the coarsest pyramid level has stride 32
                                 default_weights=None, task="detect"))
+
+
+register("unet_resnet34", ModelEntry(unet.build_unet_resnet34, unet.MIN_INPUT_SIZE, None, task="segment",
+                                     has_imagenet_weights=False, config_options=("encoder_width",)))
 
 
 def model_names(task: str) -> list[str]:

@@ -72,7 +72,7 @@ class MeanBrightnessTask(Task):
         pd.DataFrame(columns=["path", "reason"]).to_csv(run_dir / "bad_files.csv", index=False)
         return data
 
-    def compile(self, model, optimizer, jit):
+    def compile(self, model, optimizer, config, jit):
         model.compile(optimizer=optimizer, loss="mse", metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
 
     def summaries(self, config, run_dir, data):

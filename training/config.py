@@ -17,7 +17,9 @@ from typing import Callable, Iterable
 import yaml
 
 from datasets.synthetic import GENERATORS
+from datasets.seismic import NORMALIZATIONS
 from models import MODELS
+from models.losses import SEGMENTATION_LOSSES
 from training.distribute import STRATEGIES
 from training.errors import ConfigError
 from training.tasks import TASKS, task_help
@@ -51,6 +53,16 @@ class TrainConfig:
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
                                          "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
                                   choices=("one", "labels"))
+    loss: str = _option("bce+dice", "segment: the loss (the salt thesis's eleven; bce+dice is its baseline)",
+                        choices=lambda: SEGMENTATION_LOSSES)
+    patch_size: int = _option(64, "segment: side in pixels of the square patches cut from the sections (a multiple "
+                                  "of 32)")
+    stride: int = _option(32, "segment: pixels between patch origins, in training and when whole sections are "
+                              "predicted (overlaps are blended)")
+    normalize: str = _option("patch", "segment: z-score each patch (the thesis) or each whole section",
+                             choices=NORMALIZATIONS)
+    encoder_width: int = _option(64, "segment: filters of the U-Net encoder's first stage (64 is ResNet34; "
+                                     "smaller is faster)")
     image_size: int = _option(96, "side in pixels the (whole) image is resized to")
     local_size: int = _option(48, "side in pixels of SedNet's local crop (ignored by other models)")
     epochs: int = _option(20, "training epochs")
@@ -87,8 +99,10 @@ class TrainConfig:
     mixed_precision: bool = _option(False, "GPU: mixed_float16 compute with loss scaling; logits stay float32")
     jit: bool = _option(False, "GPU: compile the training step with XLA")
     tb_gradcam_freq: int = _option(1, "TensorBoard: Grad-CAM overlays of fixed validation images every N epochs (detect: "
-                                                "validation mAP and detections; 0: off)")
-    tb_gradcam_images: int = _option(8, "TensorBoard: how many class-balanced validation images to explain")
+                                                "validation mAP and detections; segment: pictures of validation "
+                                                "sections; 0: off)")
+    tb_gradcam_images: int = _option(8, "TensorBoard: how many class-balanced validation images to explain (segment: "
+                                              "validation sections to show)")
     tb_histogram_freq: int = _option(1, "TensorBoard: weight and activation histograms every N epochs (0: off)")
     tb_scores: bool = _option(True, "TensorBoard: per-class precision/recall/F1 and the confusion matrix each epoch")
     tb_hparams: bool = _option(True, "TensorBoard: hyperparameters and final metrics for the HParams dashboard")
@@ -107,7 +121,7 @@ class TrainConfig:
         for name, low in (("image_size", minimum), ("local_size", 16), ("epochs", 1), ("batch_size", 1),
                           ("fine_tune_layers", 0), ("fine_tune_epochs", 0), ("synthetic_n", 6),
                           ("synthetic_size", 32), ("tb_gradcam_freq", 0), ("tb_gradcam_images", 1),
-                          ("tb_histogram_freq", 0), ("logical_cpus", 1)):
+                          ("tb_histogram_freq", 0), ("logical_cpus", 1), ("encoder_width", 8)):
             if getattr(self, name) < low:
                 problems.append(f"{name}={getattr(self, name)} must be >= {low}"
                                 + (f" (the minimum input of {self.model})" if name == "image_size" else ""))
@@ -140,6 +154,7 @@ class TrainConfig:
         if self.strategy not in task.strategies:
             problems.append(f"strategy={self.strategy!r}: --task {self.task} trains under "
                             f"{' or '.join(task.strategies)} only")
+        problems += task.config_problems(self)
         if not task.speed_switches:
             problems += [f"{name}=True: --task {self.task} does not support --{name.replace('_', '-')}"
                          for name in ("mixed_precision", "jit") if getattr(self, name)]

@@ -78,7 +78,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
                            [*tensorboard_callbacks(task, config, run_dir, data),
                             BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json")],
                            backup_dir=run_dir / BACKUP,
-                           compile=lambda m, optimizer: task.compile(m, optimizer, jit), strategy=strategy)
+                           compile=lambda m, optimizer: task.compile(m, optimizer, config, jit), strategy=strategy)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         print(f"Final weights fingerprint: {weights_fingerprint(model)}", flush=True)
     shutil.rmtree(run_dir / BACKUP)

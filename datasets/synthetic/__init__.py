@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import write_image
-from datasets.synthetic import sigma_clasts, thin_sections
+from datasets.seismic import write_segy
+from datasets.synthetic import seismic_salt, sigma_clasts, thin_sections
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,17 @@ def _write_thin_section(rng, size, label, stem, out: Path, options) -> list[dict
                  grain_mask=grains, scale_bar_mask=bar)]
 
 
+def _write_seismic_section(rng, size, label, stem, out: Path, options) -> list[dict]:
+    width = options["width"] or round(size * 4 / 3)
+    section = seismic_salt.generate(rng, size, width, shape=options["shape"], snr=options["snr"])
+    paths = {"section": f"sections/{stem}.npy", "segy": f"segy/{stem}.sgy", "mask": f"masks/{stem}.png"}
+    (out / "sections").mkdir(parents=True, exist_ok=True)
+    np.save(out / paths["section"], section.amplitude)
+    write_segy(out / paths["segy"], section.amplitude)
+    write_image(out / paths["mask"], section.salt.astype(np.uint8) * 255)
+    return [dict(**paths, label=label, shape=section.shape)]
+
+
 GENERATORS: dict[str, SyntheticSet] = {}
 
 
@@ -110,6 +122,15 @@ register("thin_sections", SyntheticSet(
      Option("correlation", float, 0.9, "share of images whose scale bar style follows the class", bounds=(0, 1)),
      Option("rock", str, None, "draw this rock type for every class, so only the shortcut separates the "
                                "classes (an audit's positive control)", choices=(None, *thin_sections.CLASSES)))))
+
+
+register("seismic_salt", SyntheticSet(
+    "2D seismic sections (rows: time samples, columns: traces) with salt domes, sheets and overhangs and "
+    "exact salt masks; .npy and SEG-Y sections, PNG masks; --size is the number of samples per trace",
+    ("salt",), (), _write_seismic_section,
+    (Option("width", int, 0, "traces per section (0: 4/3 of --size)", bounds=(0, 8192)),
+     Option("shape", str, None, "draw only this salt shape", choices=(None, *seismic_salt.SHAPES)),
+     Option("snr", float, 8.0, "signal-to-noise ratio (standard deviations)", bounds=(0.1, 1000)))))
 
 
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,

@@ -73,6 +73,10 @@ class Task:
         return cached_dataset(name, config.logdir, n=config.synthetic_n, seed=config.seed,
                               size=config.synthetic_size, **self.synthetic_options.get(name, {}))
 
+    def config_problems(self, config: TrainConfig) -> list[str]:
+        """What is wrong with the task's own settings, one phrase each (checked before any heavy work)."""
+        return []
+
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> TaskData:
         """Reads, checks and splits the data; writes ``split.csv`` and ``bad_files.csv``.
 
@@ -88,7 +92,8 @@ class Task:
         return build_model(config.model, len(data.class_names), (config.image_size, config.image_size, 3),
                            weights=config.weights, **options)
 
-    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> None:
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                jit: bool) -> None:
         """Compiles ``model`` with the task's loss and metrics."""
         raise NotImplementedError
 
@@ -159,6 +164,6 @@ def chiral_pairs(class_names: list[str], mirror_pairs: str) -> list[tuple[str, s
     return pairs
 
 
-from training.tasks import classify, detect  # noqa: E402  (the built-in tasks register themselves)
+from training.tasks import classify, detect, segment  # noqa: E402  (the built-in tasks register themselves)
 
-__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "task_help"]
+__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "segment", "task_help"]

@@ -144,7 +144,8 @@ class ClassifyTask(Task):
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> ClassificationData:
         return prepare_classification_data(self.resolve_source(config), config, run_dir)
 
-    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> None:
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                jit: bool) -> None:
         """Cross-entropy on logits; accuracy (which keeps the confusion matrix for the
         per-class scores) and macro F1, written to TensorBoard as ``epoch_*``."""
         num_classes = int(model.outputs[0].shape[-1])

@@ -160,7 +160,8 @@ class DetectTask(Task):
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> DetectionData:
         return prepare_detection_data(config, self.resolve_source(config), run_dir)
 
-    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> None:
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                jit: bool) -> None:
         """keras-hub's RetinaNet brings its own focal and box losses."""
         model.compile(optimizer=optimizer)
 

@@ -1,0 +1,85 @@
+"""U-Net with a ResNet34 encoder for salt segmentation of single-channel seismic patches.
+
+Reference: the salt thesis (Politecnico di Milano, 2022), after Ronneberger et al., 2015
+("U-Net: Convolutional Networks for Biomedical Image Segmentation") and He et al., 2016
+(ResNet34: basic blocks 3-4-6-3). A seismic patch has one channel while the encoder expects
+three, so the input first passes the thesis's *merger*: three 1x1 convolutions (1 -> 8 -> 8
+-> 3 channels) that learn the mapping instead of copying the channel three times.
+
+The graph is flat and functional; the layers explainers and feature visualisation look at
+are named: ``merger``, ``stem_out`` (stride 2), ``stage1_out`` .. ``stage4_out`` (strides 4
+to 32, the encoder; ``stage4_out`` is the bottleneck), ``decoder1`` .. ``decoder4`` (strides 16
+to 2), ``features`` (full resolution, the last block before the 1x1 ``logits``). The output
+is one salt logit per pixel.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.blocks import conv_bn_relu, residual_block
+
+MIN_INPUT_SIZE = 32  # five halvings; sides must be multiples of 32
+RESNET34_BLOCKS = (3, 4, 6, 3)
+ENCODER_STAGES = tuple(f"stage{i}_out" for i in range(1, 5))
+
+
+def merger(x, name: str = "merger"):
+    """The thesis's merger: 1x1 convolutions from the input's channels to three."""
+    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_1")(x)
+    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_2")(x)
+    return layers.Conv2D(3, 1, name=name)(x)
+
+
+def resnet34_encoder(x, width: int = 64) -> list:
+    """The ResNet34 stem and four stages; returns the outputs at strides 2, 4, 8, 16 and 32."""
+    stem = conv_bn_relu(x, width, kernel_size=7, strides=2, name="stem")
+    stem = layers.Identity(name="stem_out")(stem)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(stem)
+    outputs = [stem]
+    for stage, blocks in enumerate(RESNET34_BLOCKS, start=1):
+        filters = width * 2 ** (stage - 1)
+        for block in range(blocks):
+            strides = 2 if stage > 1 and block == 0 else 1
+            x = residual_block(x, filters, strides=strides, name=f"stage{stage}_block{block + 1}")
+        x = layers.Identity(name=f"stage{stage}_out")(x)
+        outputs.append(x)
+    return outputs
+
+
+def decoder_block(x, skip, filters: int, name: str):
+    """Upsample by two, concatenate the encoder's skip, two conv-BN-ReLU."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    if skip is not None:
+        x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    x = conv_bn_relu(x, filters, name=f"{name}_a")
+    x = conv_bn_relu(x, filters, name=f"{name}_b")
+    return layers.Identity(name=name)(x)
+
+
+def build_unet_resnet34(num_classes: int = 1, input_shape=(128, 128, 1), weights=None,
+                        encoder_width: int = 64) -> keras.Model:
+    """Builds the U-Net-ResNet34 with the merger; outputs ``num_classes`` logits per pixel.
+
+    Args:
+        num_classes: logits per pixel (1 for salt / no salt).
+        input_shape: (H, W, C); H and W multiples of 32.
+        weights: None, or a weights file saved from a model of the same configuration.
+        encoder_width: filters of the first stage (64 in ResNet34; smaller for quick tests);
+            the decoder scales with it.
+    """
+    if input_shape[0] % 32 or input_shape[1] % 32:
+        raise ValueError(f"The U-Net's input sides must be multiples of 32, not {input_shape[:2]}.")
+    inputs = keras.Input(input_shape, name="image")
+    stem, *stages = resnet34_encoder(merger(inputs), encoder_width)
+    skips = [stages[2], stages[1], stages[0], stem]
+    x = stages[3]
+    for level, skip in enumerate(skips, start=1):
+        x = decoder_block(x, skip, encoder_width * 8 // 2 ** level, name=f"decoder{level}")
+    x = decoder_block(x, None, max(encoder_width // 4, 8), name="features")
+    logits = layers.Conv2D(num_classes, 1, name="logits")(x)
+    model = keras.Model(inputs, logits, name="unet_resnet34")
+    if weights is not None:
+        model.load_weights(weights)
+    return model

@@ -1,0 +1,247 @@
+"""``--task segment``: salt bodies in 2D seismic sections, pixel by pixel (the salt thesis).
+
+Sections are split as wholes, cut into overlapping patches (``--patch-size``, ``--stride``),
+z-scored per patch or per section (``--normalize``) and fed to the U-Net-ResNet34 with one of
+the thesis's eleven losses (``--loss``). Whole sections are predicted patch by patch and
+blended back (:func:`predict_section`); they are scored by Dice, IoU and perimetric
+similarity (:mod:`training.segmentation_metrics`): on the validation sections each epoch
+(``val_dice``, ``val_iou``, ``val_ps`` next to the loss in TensorBoard, with pictures of
+section, truth, prediction and error) and on every split of the best model in
+``metrics.json``, with overlays of the test sections.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from datasets.images import write_image
+from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sections, read_section_manifest,
+                              section_patches, split_sections)
+from datasets.tables import SPLITS, DataError, write_bad_files
+from datasets.tiles import blend_tiles
+from models import MODELS, build_model
+from models.losses import SEGMENTATION_LOSSES
+from training import callbacks as tb
+from training.segmentation_metrics import BAND_WIDTH, mask_scores
+from training.tasks import Task, register_task
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
+SCORES = ("dice", "iou", "ps")
+
+
+@dataclass
+class SegmentationData:
+    """The labelled sections, split as wholes, and how they are cut into patches."""
+
+    sections: list[LabelledSection]
+    patch_size: int
+    stride: int
+    normalize: str
+    class_names: list[str] = field(default_factory=lambda: ["salt"])
+    _patches: dict = field(default_factory=dict, repr=False)
+
+    def split_sections(self, split: str) -> list[LabelledSection]:
+        return [s for s in self.sections if s.split == split]
+
+    def patches(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """All patches of a split's sections and their salt masks, (N, P, P, 1) float32 each."""
+        if split not in self._patches:
+            cut = [section_patches(s.amplitude, self.patch_size, self.stride, self.normalize, s.salt)
+                   for s in self.split_sections(split)]
+            self._patches[split] = (np.concatenate([c[0] for c in cut]), np.concatenate([c[2] for c in cut]))
+        return self._patches[split]
+
+    def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
+        """Batches of (patch, mask); training shuffles and flips left-right (a seismic section
+        may be mirrored along its traces, never upside down)."""
+        patches, masks = self.patches(split)
+        data = tf.data.Dataset.from_tensor_slices((patches, masks))
+        if training:
+            data = data.shuffle(len(patches), seed=config.seed)
+            if config.augment:
+                data = data.map(lambda x, y: _flip_left_right(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        return data.batch(config.batch_size * replicas, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+
+
+def _flip_left_right(patch, mask, seed: int):
+    flip = tf.random.uniform((), seed=seed) < 0.5
+    return (tf.cond(flip, lambda: tf.reverse(patch, [1]), lambda: patch),
+            tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask))
+
+
+def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) -> SegmentationData:
+    """Reads and checks the labelled sections, splits them as wholes, writes split.csv and
+    bad_files.csv.
+
+    Raises:
+        DataError: no usable manifest, fewer than three usable labelled sections, or a bad
+            split column.
+    """
+    table = read_section_manifest(source)
+    bad: list[dict] = []
+    loaded = load_labelled_sections(table, bad)
+    print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
+    unlabelled = int(table["mask"].isna().sum())
+    if unlabelled:
+        print(f"{unlabelled} section(s) without a mask are left out of training; predict them with "
+              "python -m training.predict.", flush=True)
+    given = [getattr(row, "split", None) if isinstance(getattr(row, "split", None), str) else None
+             for row, _, _ in loaded]
+    splits = split_sections(given, config.split_fractions(), config.seed)
+    sections = [LabelledSection(row.section, amplitude, salt, split)
+                for (row, amplitude, salt), split in zip(loaded, splits)]
+    small = [s.name for s in sections if min(s.amplitude.shape) < config.patch_size]
+    if small:
+        print(f"note: {len(small)} section(s) are smaller than a {config.patch_size}-pixel patch and are padded "
+              f"with zeros (e.g. {small[0]})", flush=True)
+    pd.DataFrame({"section": [s.name for s in sections], "split": splits,
+                  "samples": [s.amplitude.shape[0] for s in sections],
+                  "traces": [s.amplitude.shape[1] for s in sections]}).to_csv(run_dir / "split.csv", index=False)
+    counts = {split: splits.count(split) for split in SPLITS}
+    print(f"{len(sections)} labelled sections; split {counts}; {config.patch_size}-pixel patches every "
+          f"{config.stride} pixels, z-scored per {config.normalize}", flush=True)
+    return SegmentationData(sections, config.patch_size, config.stride, config.normalize)
+
+
+def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, stride: int, normalize: str,
+                    batch_size: int = 16, verbose: int = 0) -> np.ndarray:
+    """Salt probability (H, W) of a whole section: overlapping patches predicted in batches and
+    blended with a window (:func:`datasets.tiles.blend_tiles`), so there are no seams."""
+    patches, origins, _ = section_patches(amplitude, patch_size, stride, normalize)
+    logits = model.predict(patches, batch_size=batch_size, verbose=verbose)
+    return blend_tiles(1 / (1 + np.exp(-logits[..., 0])), origins, amplitude.shape)
+
+
+def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
+    """Section, truth, prediction and error side by side as one RGB uint8 strip (the error
+    panel: missed salt blue, false salt red). Without a truth: section and prediction."""
+    clipped = np.clip(amplitude / (3 * amplitude.std() + 1e-6), -1, 1)
+    gray = np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
+    predicted = probability > 0.5
+    panels = [gray, _gray(probability)]
+    if truth is not None:
+        error = np.zeros_like(gray)
+        error[truth & ~predicted] = (40, 90, 255)
+        error[predicted & ~truth] = (255, 60, 40)
+        error[truth & predicted] = (90, 90, 90)
+        panels = [gray, _gray(truth.astype(np.float32)), _gray(probability), error]
+    gap = np.full((gray.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+
+
+def _gray(values: np.ndarray) -> np.ndarray:
+    return np.repeat((np.clip(values, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+class SectionScores(tb.SummaryCallback):
+    """Predicts the validation sections whole at each epoch's end and adds ``val_dice``,
+    ``val_iou`` and ``val_ps`` (means over sections) to the logs; every ``picture_freq``
+    epochs (0: never) it writes section, truth, prediction and error of the first
+    ``picture_count`` sections as TensorBoard images ``sections/<nn>``."""
+
+    def __init__(self, log_dir, data: SegmentationData, batch_size: int, picture_count: int, picture_freq: int):
+        super().__init__(log_dir)
+        self.sections, self.data, self.batch_size = data.split_sections("val"), data, batch_size
+        self.picture_count, self.picture_freq = picture_count, picture_freq
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = [predict_section(self.model, s.amplitude, self.data.patch_size, self.data.stride,
+                                         self.data.normalize, self.batch_size) for s in self.sections]
+        scores = [mask_scores(s.salt, p > 0.5) for s, p in zip(self.sections, probabilities)]
+        if logs is not None:
+            logs.update({f"val_{name}": float(np.mean([s[name] for s in scores])) for name in SCORES})
+        if self.active and self.picture_freq and epoch % self.picture_freq == 0:
+            self._write_pictures(epoch, probabilities)
+
+    def _write_pictures(self, epoch: int, probabilities: list[np.ndarray]) -> None:
+        with self.writer("validation").as_default(step=epoch):
+            for i, (section, probability) in enumerate(zip(self.sections[:self.picture_count], probabilities)):
+                picture = section_picture(section.amplitude, section.salt, probability)
+                tf.summary.image(f"sections/{i:02d}", picture[None],
+                                 description=f"{section.name}: section, true salt, predicted probability, error "
+                                             "(blue: missed salt, red: false salt)")
+
+
+class SegmentTask(Task):
+    name = "segment"
+    description = ("salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches stitched back); data "
+                   "are a manifest section,mask[,split][,inline] of SEG-Y/.npy/PNG sections")
+    defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
+                "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
+    strategies = ("auto", "default", "mirrored")
+
+    def config_problems(self, config: TrainConfig) -> list[str]:
+        problems = []
+        if config.patch_size < 32 or config.patch_size % 32:
+            problems.append(f"patch_size={config.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
+        if not 1 <= config.stride <= config.patch_size:
+            problems.append(f"stride={config.stride} must lie in [1, patch_size={config.patch_size}]")
+        return problems
+
+    def prepare_data(self, config: TrainConfig, run_dir: Path) -> SegmentationData:
+        return prepare_segmentation_data(self.resolve_source(config), config, run_dir)
+
+    def build_model(self, config: TrainConfig, data: SegmentationData) -> keras.Model:
+        options = {name: getattr(config, name) for name in MODELS[config.model].config_options}
+        return build_model(config.model, 1, (config.patch_size, config.patch_size, 1), weights=config.weights,
+                           **options)
+
+    def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                jit: bool) -> None:
+        model.compile(optimizer=optimizer, loss=SEGMENTATION_LOSSES[config.loss],
+                      metrics=[keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
+                      jit_compile=jit)
+
+    def epoch_metrics(self, config: TrainConfig, run_dir: Path, data: SegmentationData) -> list:
+        return [SectionScores(run_dir, data, config.batch_size, config.tb_gradcam_images, config.tb_gradcam_freq)]
+
+    def evaluate(self, model: keras.Model, config: TrainConfig, data: SegmentationData, run_dir: Path) -> dict:
+        """Predicts every labelled section whole; writes metrics.json (per section and the mean
+        over each split's sections) and ``sections/<name>.png`` pictures of the test sections."""
+        metrics = {}
+        pictures = run_dir / "sections"
+        for split in SPLITS:
+            per_section = {}
+            for section in data.split_sections(split):
+                probability = predict_section(model, section.amplitude, config.patch_size, config.stride,
+                                              config.normalize, config.batch_size)
+                per_section[section.name] = mask_scores(section.salt, probability > 0.5)
+                if split == "test":
+                    write_image(pictures / f"{Path(section.name).stem}.png",
+                                section_picture(section.amplitude, section.salt, probability))
+            metrics[split] = {**{name: float(np.mean([s[name] for s in per_section.values()])) for name in SCORES},
+                              "count": len(per_section), "sections": per_section}
+        (run_dir / "metrics.json").write_text(json.dumps(
+            {"class_names": data.class_names, "loss": config.loss, "ps_band_width": BAND_WIDTH,
+             "patch_size": config.patch_size, "stride": config.stride, "normalize": config.normalize, **metrics},
+            indent=2))
+        return metrics
+
+    def final_scalars(self, metrics: dict) -> dict[str, float]:
+        return {f"{split}_{name}": metrics[split][name] for split in SPLITS for name in SCORES}
+
+    def headline(self, metrics: dict) -> str:
+        test = metrics["test"]
+        return (f"Test sections: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} "
+                f"(mean of {test['count']}).")
+
+    def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
+        return [("metrics", f"{run_dir / 'metrics.json'} (Dice, IoU, PS per section and split)"),
+                ("test sections", f"{run_dir / 'sections'}/*.png (section, truth, prediction, error)"),
+                ("whole sections", f"python -m training.predict --model {run_dir} --section FILE --out DIR")]
+
+
+register_task(SegmentTask())
+
+__all__ = ["NORMALIZATIONS", "SegmentTask", "SegmentationData", "predict_section", "section_picture"]
