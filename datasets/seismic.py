@@ -216,8 +216,7 @@ def section_patches(amplitude: np.ndarray, patch: int, stride: int, normalize: s
 
     Returns:
         ``(patches (N, patch, patch, 1) float32, origins, salt patches (N, patch, patch, 1)
-        float32 or None)``. A section smaller than a patch is padded with zeros (after its
-        normalisation, so the padding is its mean).
+        float32 or None)``. A section smaller than a patch is mirror-padded, and so is its mask.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize={normalize!r} is not one of {NORMALIZATIONS}")

@@ -25,16 +25,17 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 
 def pad_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
-    """Pads the bottom and right of an (H, W, ...) array with zeros up to ``tile`` pixels a side."""
+    """Pads the bottom and right of an (H, W, ...) array up to ``tile`` pixels a side by
+    mirroring it (a constant padding would add an edge the image does not have)."""
     rows, cols = max(tile - image.shape[0], 0), max(tile - image.shape[1], 0)
     if not rows and not cols:
         return image
-    return np.pad(image, [(0, rows), (0, cols)] + [(0, 0)] * (image.ndim - 2))
+    return np.pad(image, [(0, rows), (0, cols)] + [(0, 0)] * (image.ndim - 2), mode="symmetric")
 
 
 def cut_tiles(image: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Overlapping ``tile`` x ``tile`` tiles of an (H, W, ...) array, and each one's (row, column)
-    origin. An image smaller than a tile is padded with zeros first (see :func:`pad_to_tile`)."""
+    origin. An image smaller than a tile is mirror-padded first (see :func:`pad_to_tile`)."""
     image = pad_to_tile(image, tile)
     origins = [(r, c) for r in tile_starts(image.shape[0], tile, stride)
                for c in tile_starts(image.shape[1], tile, stride)]

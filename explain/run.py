@@ -1,4 +1,5 @@
-"""``python -m explain.run``: explain a trained model's decisions on a folder of images.
+"""``python -m explain.run``: explain a trained model's decisions on a folder of images (or, for a
+segmentation run, on whole seismic sections: ``--sections``, see :mod:`explain.sections`).
 
 Writes, per image and method, an overlay PNG at the image's own resolution and the raw map
 (``.npy``, model resolution); ``explanations.csv`` with the prediction and, per method, the
@@ -16,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.images import read_each, write_image
+from datasets.images import UnreadableImageError, read_each, write_image
+from datasets.seismic import read_section
 from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, DataError, list_images
 from explain import DEFAULT_LAYER, METHODS, LayerError
 from explain.gallery import write_gallery
-from explain.loading import (ExplainError, LoadedModel, add_model_arguments, load_detector, load_model,
+from explain.loading import (ExplainError, LoadedModel, add_model_arguments, load_detector, load_model, load_run,
                              parse_methods, require_layer)
+from explain.sections import explain_section, is_segmentation_model, write_section_maps
 from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
 from explain.two_stage import DEFAULT_MIN_SCORE, run_two_stage, write_two_stage_outputs
@@ -129,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "and an HTML gallery of true positives, false positives and false negatives per class.")
     add_model_arguments(parser, "layer to explain for CAM methods (default features; SedNet: each input's "
                                 "branch layer)", model_required=False)
-    parser.add_argument("--images", required=True,
+    parser.add_argument("--images",
                         help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box])")
+    parser.add_argument("--sections", nargs="+",
+                        help="segmentation runs: seismic section file(s) (.sgy/.segy, .npy, .png, .tif), explained "
+                             "whole: each of the run's patches explains the salt it predicts (Seg-Grad-CAM), the "
+                             "maps are blended back; try --layer stage4_out for the encoder's bottleneck")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred)")
     two_stage = parser.add_argument_group(
@@ -150,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     classifier = args.classifier or args.model
     if not classifier:
         parser.error("pass --model (or, with --detector, --classifier)")
+    if bool(args.images) == bool(args.sections) or (args.detector and args.sections):
+        parser.error("pass --images (classifiers, the two-stage pipeline) or --sections (segmentation runs)")
     if args.detector:
         return two_stage_main(args, classifier)
+    if args.sections:
+        return sections_main(args)
     try:
         methods = parse_methods(args.methods)
         if args.batch_size < 1:
@@ -176,6 +187,33 @@ def main(argv: list[str] | None = None) -> int:
     if gallery:
         print(f"Gallery: {gallery}")
     return 0
+
+
+def sections_main(args: argparse.Namespace) -> int:
+    """``--sections``: tiled Seg-Grad-CAM of whole sections with a segmentation run."""
+    try:
+        methods = parse_methods(args.methods)
+        run = load_run(args.model, args.unsafe)
+        if not is_segmentation_model(run.model):
+            raise ExplainError(f"{run.path} is not a segmentation model; --sections takes a run of "
+                               "python -m training.run --task segment (use --images for classifiers).")
+        require_layer(run.model, methods, args.layer)
+    except (ExplainError, LayerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out, failed = Path(args.out), 0
+    for path in args.sections:
+        try:
+            amplitude = np.nan_to_num(read_section(path))
+        except UnreadableImageError as err:
+            print(f"error: {path} {err}", file=sys.stderr)
+            failed += 1
+            continue
+        maps = explain_section(run.model, amplitude, methods, run.config.get("stride", 32),
+                               run.config.get("normalize", "patch"), args.layer, args.batch_size)
+        write_section_maps(out, Path(path).stem, amplitude, maps)
+        print(f"{path}: {', '.join(f'{out / m / Path(path).stem}.png' for m in methods)}", flush=True)
+    return 1 if failed else 0
 
 
 def two_stage_main(args: argparse.Namespace, classifier_path: str) -> int:

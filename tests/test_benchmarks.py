@@ -23,6 +23,8 @@ BENCHMARKS = {
                              {"epoch_time_ratio", "lower_quartile_ratio", "median_epoch_seconds"}),
     "explain_speed.py": (["--repeats", "1", "--batch", "2", "--size", "64"],
                          {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image"}),
+    "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
+                     {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
     "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],
                           {"val_map50_keras_hub", "val_map50_paper_prior"}),
     "detector_quality.py": (["--held-out", "4", "--size", "96", "--detector-flags", TINY_DETECTOR,

@@ -26,9 +26,7 @@ import pandas as pd
 
 from datasets.synthetic import write_dataset
 from explain.auditing import AuditError, AuditSettings, run_audit
-from training.config import parse_config
-from training.runner import USER_ERRORS, run_training
-from training.runs import config_changes
+from training.experiments import markdown_table, train_or_reuse
 
 PAPER_MODELS = ("sednet", "resnet50", "efficientnetb2", "mobilenetv3")
 MASKS = {"evidence": "grain_mask", "shortcut": "scale_bar_mask"}
@@ -56,19 +54,7 @@ def train_argv(model: str, manifest: Path, runs: Path, args: argparse.Namespace)
 
 def train(model: str, manifest: Path, runs: Path, args: argparse.Namespace) -> Path:
     """Trains one model through ``training.run`` unless the same run already finished."""
-    argv = train_argv(model, manifest, runs, args)
-    run_dir, config = runs / model, parse_config(argv)
-    if (run_dir / "metrics.json").is_file() and not config_changes(run_dir, config):
-        print(f"{model}: reusing the finished run in {run_dir}", flush=True)
-        return run_dir
-    if (run_dir / "metrics.json").is_file():
-        argv.append("--overwrite")  # a finished run of other settings: start over in the same folder
-        config.overwrite = True
-    print(f"\n=== {model}: python -m training.run {' '.join(argv)}", flush=True)
-    try:
-        return run_training(config)[0]
-    except USER_ERRORS as err:
-        raise RuntimeError(f"Training {model} failed: {err}") from err
+    return train_or_reuse(model, train_argv(model, manifest, runs, args), runs / model)
 
 
 def audit_manifest(runs: list[Path], manifest: Path, out: Path) -> Path:
@@ -119,7 +105,7 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace, minutes: float) -> s
         "",
         "## Scores (the paper's table 2 layout; macro averages)",
         "",
-        _markdown_table(table[scores]),
+        markdown_table(table[scores]),
         "",
         "## Where the models look, and what they need (test split)",
         "",
@@ -128,18 +114,9 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace, minutes: float) -> s
         "random region inpainted instead. A class relies on the scale bar when inpainting it costs at "
         "least 0.10 more true-class probability than the random region (`explain.audit`).",
         "",
-        _markdown_table(table[audit]),
+        markdown_table(table[audit]),
         "",
     ])
-
-
-def _markdown_table(table: pd.DataFrame) -> str:
-    def cell(value):
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def compare_models(models: list[str], out: Path, args: argparse.Namespace) -> list[dict]:

@@ -42,13 +42,13 @@ def ricker(peak_frequency: float, dt: float, half_length: int) -> np.ndarray:
 def layered_impedance(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Folded, faulted sediment layers: (H, W) impedance."""
     z, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    folds = sum(rng.uniform(2, 0.06 * height) * np.sin(2 * np.pi * x / rng.uniform(0.4, 2.0) / width
+    folds = sum(rng.uniform(min(2, 0.03 * height), 0.06 * height) * np.sin(2 * np.pi * x / rng.uniform(0.4, 2.0) / width
                                                      + rng.uniform(0, 2 * np.pi)) for _ in range(2))
     depth = z - folds - rng.uniform(-0.15, 0.15) * x * height / width  # regional dip
     for _ in range(rng.integers(1, 3)):
         x0, dip = rng.uniform(0.2, 0.8) * width, rng.uniform(0.3, 1.0) * rng.choice([-1, 1])
         hanging_wall = x > x0 + dip * z
-        depth = depth - hanging_wall * rng.uniform(4, 0.08 * height)  # throw
+        depth = depth - hanging_wall * rng.uniform(min(4, 0.04 * height), 0.08 * height)  # throw
     interfaces = np.cumsum(rng.uniform(3, 14, size=4 * height // 3 + 8)) - 0.3 * height
     layer = np.searchsorted(interfaces, depth)
     compaction = np.linspace(2.0, 3.5, len(interfaces) + 1)  # impedance grows with depth

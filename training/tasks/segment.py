@@ -28,6 +28,7 @@ from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sec
                               section_patches, split_sections)
 from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
+from explain.sections import section_gray
 from models import MODELS, build_model
 from models.losses import SEGMENTATION_LOSSES
 from training import callbacks as tb
@@ -104,7 +105,7 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     small = [s.name for s in sections if min(s.amplitude.shape) < config.patch_size]
     if small:
         print(f"note: {len(small)} section(s) are smaller than a {config.patch_size}-pixel patch and are padded "
-              f"with zeros (e.g. {small[0]})", flush=True)
+              f"by mirroring (e.g. {small[0]})", flush=True)
     pd.DataFrame({"section": [s.name for s in sections], "split": splits,
                   "samples": [s.amplitude.shape[0] for s in sections],
                   "traces": [s.amplitude.shape[1] for s in sections]}).to_csv(run_dir / "split.csv", index=False)
@@ -126,8 +127,7 @@ def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, 
 def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
     """Section, truth, prediction and error side by side as one RGB uint8 strip (the error
     panel: missed salt blue, false salt red). Without a truth: section and prediction."""
-    clipped = np.clip(amplitude / (3 * amplitude.std() + 1e-6), -1, 1)
-    gray = np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
+    gray = section_gray(amplitude)
     predicted = probability > 0.5
     panels = [gray, _gray(probability)]
     if truth is not None:

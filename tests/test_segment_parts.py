@@ -1,0 +1,282 @@
+"""The parts of salt segmentation, each against a known answer: the synthetic sections and their
+readers, patches and blending, the eleven losses, Dice/IoU/PS and the U-Net."""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.ndimage import distance_transform_cdt
+
+from datasets.images import UnreadableImageError
+from datasets.seismic import read_salt_mask, read_section, section_patches, split_sections, write_segy, zscore
+from datasets.synthetic import write_dataset
+from datasets.synthetic.seismic_salt import SHAPES, generate
+from datasets.tiles import blend_tiles, cut_tiles, tile_starts
+from models import build_model
+from models.losses import SEGMENTATION_LOSSES, boundary_distance, lovasz
+from training.segmentation_metrics import boundary_band, dice, iou, mask_scores, perimetric_similarity
+
+
+# --- synthetic sections and readers -------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_synthetic_section_is_seeded_and_its_salt_is_where_the_mask_says(shape):
+    first = generate(np.random.default_rng(3), 96, 128, shape)
+    again = generate(np.random.default_rng(3), 96, 128, shape)
+    np.testing.assert_array_equal(first.amplitude, again.amplitude)
+    assert first.amplitude.dtype == np.float32 and 0.02 < first.salt.mean() < 0.6
+    # the top of salt reflects strongly, its interior is weak and chaotic
+    energy = first.amplitude ** 2
+    top = first.salt & ~np.roll(first.salt, 3, axis=0)
+    interior = cv2.erode(first.salt.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert energy[top].mean() > 3 * energy[interior].mean()
+
+
+def test_written_set_reads_back_from_npy_segy_and_png(tmp_path):
+    manifest = write_dataset("seismic_salt", tmp_path, n=2, size=64, width=80)
+    import pandas as pd
+
+    table = pd.read_csv(manifest)
+    assert list(table.columns[:3]) == ["section", "segy", "mask"]
+    for row in table.itertuples():
+        from_npy = read_section(tmp_path / row.section)
+        np.testing.assert_array_equal(read_section(tmp_path / row.segy), from_npy)
+        assert from_npy.shape == (64, 80) and read_salt_mask(tmp_path / row.mask).shape == (64, 80)
+
+
+def test_segy_inline_of_a_3d_cube_and_16_bit_png(tmp_path):
+    import segyio
+
+    cube = np.random.default_rng(0).normal(size=(3, 5, 12)).astype(np.float32)  # inlines, crosslines, samples
+    segyio.tools.from_array3D(str(tmp_path / "cube.sgy"), cube, format=5)
+    np.testing.assert_array_equal(read_section(tmp_path / "cube.sgy", inline=3), cube[2].T)
+    np.testing.assert_array_equal(read_section(tmp_path / "cube.sgy"), cube[1].T)  # the middle inline
+    with pytest.raises(UnreadableImageError, match="no inline 9"):
+        read_section(tmp_path / "cube.sgy", inline=9)
+    deep = (np.arange(40 * 30).reshape(40, 30) * 50).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    np.testing.assert_array_equal(read_section(tmp_path / "deep.png"), deep.astype(np.float32))
+
+
+def test_bad_sections_and_masks_are_named(tmp_path):
+    (tmp_path / "broken.sgy").write_bytes(b"not a seg-y file" * 20)
+    with pytest.raises(UnreadableImageError, match="not a readable SEG-Y"):
+        read_section(tmp_path / "broken.sgy")
+    np.save(tmp_path / "gray.npy", np.array([[0, 1], [2, 255]], np.uint8))
+    with pytest.raises(UnreadableImageError, match="not a binary mask: it holds 4 values"):
+        read_salt_mask(tmp_path / "gray.npy")
+    np.save(tmp_path / "binary.npy", np.array([[0, 1], [1, 0]], np.uint8))
+    assert read_salt_mask(tmp_path / "binary.npy").sum() == 2
+
+
+def test_sections_are_split_as_wholes_with_every_split_filled():
+    splits = split_sections([None] * 10, (0.6, 0.2, 0.2), seed=0)
+    assert sorted(splits) == ["test"] * 2 + ["train"] * 6 + ["val"] * 2
+    assert split_sections([None, "test", None, None], (0.6, 0.2, 0.2), 0)[1] == "test"
+    with pytest.raises(ValueError, match="val/test"):
+        split_sections(["train", "train"], (0.6, 0.2, 0.2), 0)
+    with pytest.raises(ValueError, match="Unknown split"):
+        split_sections(["training", None, None], (0.6, 0.2, 0.2), 0)
+
+
+# --- patches and blending ------------------------------------------------------------------
+
+def test_tiles_cover_every_pixel_and_blend_back_exactly():
+    assert tile_starts(100, 32, 24) == [0, 24, 48, 68]
+    image = np.random.default_rng(0).normal(size=(70, 100)).astype(np.float32)
+    tiles, origins = cut_tiles(image, 32, 24)
+    np.testing.assert_allclose(blend_tiles(tiles, origins, image.shape), image, atol=1e-5)
+
+
+def test_blending_has_no_seams_and_weights_by_the_window():
+    tiles, origins = cut_tiles(np.zeros((70, 100)), 32, 16)
+    constant = blend_tiles(np.full(tiles.shape, 0.7, np.float32), origins, (70, 100))
+    np.testing.assert_allclose(constant, 0.7, atol=1e-6)
+    # two tiles that disagree: each pixel only one covers keeps its value, the two pixels either
+    # side of the overlap's middle get mirrored weights, and each side leans to the nearer centre
+    tiles, origins = cut_tiles(np.zeros((32, 48)), 32, 16)
+    assert origins == [(0, 0), (0, 16)]
+    blended = blend_tiles(np.stack([np.zeros((32, 32)), np.ones((32, 32))]), origins, (32, 48))
+    assert (blended[:, :16] == 0).all() and (blended[:, 32:] == 1).all()
+    assert blended[16, 23] + blended[16, 24] == pytest.approx(1)
+    assert blended[16, 20] < 0.5 < blended[16, 28]
+
+
+def test_small_section_is_padded_and_constant_patches_give_no_nan():
+    amplitude = np.full((20, 50), 3.0, np.float32)
+    patches, origins, masks = section_patches(amplitude, 32, 16, "patch", amplitude > 10)
+    assert patches.shape == (3, 32, 32, 1) and origins == [(0, 0), (0, 16), (0, 18)]
+    assert np.isfinite(patches).all() and not patches.any() and not masks.any()
+    salt = np.zeros((20, 50), bool)
+    salt[15:, :5] = True
+    padded_salt = section_patches(amplitude, 32, 16, "patch", salt)[2][0, ..., 0]
+    assert padded_salt[15:25, :5].all() and not padded_salt[25:].any()  # mirrored at the bottom edge
+    assert np.isfinite(zscore(amplitude)).all()
+    normal = np.random.default_rng(1).normal(5, 3, (64, 64)).astype(np.float32)
+    per_patch = section_patches(normal, 32, 32, "patch")[0]
+    np.testing.assert_allclose(per_patch.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(per_patch.std(axis=(1, 2, 3)), 1, atol=1e-4)
+    per_section = section_patches(normal, 32, 32, "section")[0]
+    assert abs(per_section.mean()) < 1e-5 and np.abs(per_section.mean(axis=(1, 2, 3))).max() > 1e-3
+
+
+# --- losses -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def masks():
+    y = np.zeros((2, 32, 32, 1), np.float32)
+    y[0, 8:20, 5:25] = 1
+    y[1, 10:30, 10:14] = 1
+    return y
+
+
+def _value(loss, y, logits) -> float:
+    return float(keras.ops.mean(SEGMENTATION_LOSSES[loss](y, logits)))
+
+
+@pytest.mark.parametrize("loss", list(SEGMENTATION_LOSSES))
+def test_each_loss_is_near_zero_when_perfect_worse_on_the_complement_and_has_a_finite_gradient(loss, masks):
+    perfect = np.where(masks > 0, 12.0, -12.0).astype(np.float32)
+    noisy = np.random.default_rng(0).normal(0, 1, masks.shape).astype(np.float32)
+    assert _value(loss, masks, perfect) < 1e-3
+    assert _value(loss, masks, -perfect) > _value(loss, masks, noisy) > _value(loss, masks, perfect)
+    logits = tf.Variable(noisy)
+    with tf.GradientTape() as tape:
+        value = keras.ops.mean(SEGMENTATION_LOSSES[loss](masks, logits))
+    gradient = tape.gradient(value, logits).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
+
+
+def test_losses_match_numpy_references(masks):
+    z = np.random.default_rng(2).normal(0, 2, masks.shape).astype(np.float32)
+    p = 1 / (1 + np.exp(-z))
+    y = masks
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert _value("bce", y, z) == pytest.approx(bce.mean(), rel=1e-4)
+    assert _value("mse", y, z) == pytest.approx(((p - y) ** 2).mean(), rel=1e-4)
+    assert _value("dice", y, z) == pytest.approx(1 - 2 * (p * y).sum() / (p.sum() + y.sum()), rel=1e-4)
+    assert _value("jaccard", y, z) == pytest.approx(1 - (p * y).sum() / (p.sum() + y.sum() - (p * y).sum()), rel=1e-4)
+    pt = np.where(y > 0, p, 1 - p)
+    assert _value("focal", y, z) == pytest.approx((-(1 - pt) ** 2 * np.log(pt)).mean(), rel=1e-3)
+    assert _value("bce+dice", y, z) == pytest.approx(_value("bce", y, z) + _value("dice", y, z), rel=1e-5)
+    x = np.abs(p - y)
+    c = 0.5 - 0.5 * np.log(1 + 0.5 / 0.1)
+    assert _value("wing", y, z) == pytest.approx(np.where(x < 0.5, 0.5 * np.log(1 + x / 0.1), x - c).mean(), rel=1e-4)
+
+
+def _jaccard_loss(truth: np.ndarray, predicted: np.ndarray) -> float:
+    union = (truth | predicted).sum()
+    return 0.0 if union == 0 else 1 - (truth & predicted).sum() / union
+
+
+def test_lovasz_hinge_equals_the_lovasz_extension_computed_from_its_definition():
+    """Brute force: sort the hinge errors, and weigh each by the increase of the Jaccard loss
+    when its pixel joins the set of mispredicted pixels (Berman et al., eq. 8-9)."""
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        y = (rng.random((1, 3, 3, 1)) > 0.5).astype(np.float32)
+        z = rng.normal(0, 1.5, y.shape).astype(np.float32)
+        truth = y.ravel() > 0
+        errors = 1 - z.ravel() * (2 * y.ravel() - 1)
+        order = np.argsort(-errors, kind="stable")
+        expected, previous = 0.0, 0.0
+        for k in range(1, len(order) + 1):
+            wrong = np.zeros(len(truth), bool)
+            wrong[order[:k]] = True
+            # the predicted mask when exactly these pixels are wrong
+            current = _jaccard_loss(truth, truth ^ wrong)
+            expected += max(errors[order[k - 1]], 0) * (current - previous)
+            previous = current
+        assert float(lovasz(y, z)[0]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_lovasz_of_binary_errors_is_the_jaccard_loss_of_the_mispredicted_set():
+    y = np.zeros((1, 4, 4, 1), np.float32)
+    y[0, :2, :2] = 1
+    predicted = np.zeros_like(y, dtype=bool)
+    predicted[0, :2, :3] = True  # two false positives
+    z = np.where(predicted, 0.0, -1.0).astype(np.float32) + np.where(predicted & (y > 0), 1.0, 0.0)
+    # hinge errors: 1 for the two false positives (logit 0 on background), 0 elsewhere
+    assert float(lovasz(y, z)[0]) == pytest.approx(_jaccard_loss(y.ravel() > 0, predicted.ravel()))
+
+
+def test_hausdorff_distances_are_the_chessboard_distance_transform_of_the_boundary():
+    mask = np.zeros((1, 40, 40, 1), np.float32)
+    mask[0, 10:30, 12:25] = 1
+    found = boundary_distance(keras.ops.convert_to_tensor(mask), max_distance=50).numpy()[0, ..., 0]
+    salt = mask[0, ..., 0] > 0
+    inside = distance_transform_cdt(salt, metric="chessboard") - 1  # boundary pixels at 0
+    outside = distance_transform_cdt(~salt, metric="chessboard")
+    np.testing.assert_array_equal(found, np.where(salt, inside, outside - 1))
+
+
+# --- scores -------------------------------------------------------------------------------
+
+def test_dice_iou_and_ps_of_known_masks():
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 10:30] = True
+    assert mask_scores(truth, truth) == {"dice": 1.0, "iou": 1.0, "ps": 1.0}
+    empty = np.zeros_like(truth)
+    assert mask_scores(empty, empty) == {"dice": 1.0, "iou": 1.0, "ps": 1.0}
+    assert mask_scores(truth, empty)["ps"] == 0.0
+    shifted = np.roll(truth, 2, axis=1)
+    assert dice(truth, shifted) == pytest.approx(2 * 360 / 800)
+    assert iou(truth, shifted) == pytest.approx(360 / 440)
+    # brute force: the band is every pixel within 3 (chessboard) of either boundary
+    band = np.zeros_like(truth)
+    for mask in (truth, shifted):
+        edge = mask & (cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8),
+                                 borderType=cv2.BORDER_REPLICATE) == 0)
+        for r, c in zip(*np.nonzero(edge)):
+            band[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4] = True
+    np.testing.assert_array_equal(boundary_band(truth) | boundary_band(shifted), band)
+    expected = 2 * (truth & shifted & band).sum() / ((truth & band).sum() + (shifted & band).sum())
+    assert perimetric_similarity(truth, shifted) == pytest.approx(expected)
+    assert perimetric_similarity(truth, shifted) < dice(truth, shifted)
+
+
+def test_ps_punishes_a_ragged_boundary_that_dice_hardly_sees():
+    truth = np.zeros((96, 96), bool)
+    truth[16:80, 16:80] = True
+    ragged = truth.copy()
+    ragged[16:80:2, 16:19] = False
+    ragged[16:80:2, 77:80] = False
+    assert dice(truth, ragged) > 0.97
+    assert 1 - perimetric_similarity(truth, ragged) > 3 * (1 - dice(truth, ragged))
+
+
+# --- the model ----------------------------------------------------------------------------
+
+def test_unet_outputs_one_logit_per_pixel_with_named_stages():
+    model = build_model("unet_resnet34", 1, (64, 96, 1), weights="none", encoder_width=8)
+    assert model.output.shape == (None, 64, 96, 1)
+    strides = {name: 64 // model.get_layer(name).output.shape[1]
+               for name in ("stem_out", "stage1_out", "stage2_out", "stage3_out", "stage4_out", "features")}
+    assert strides == {"stem_out": 2, "stage1_out": 4, "stage2_out": 8, "stage3_out": 16, "stage4_out": 32,
+                       "features": 1}
+    assert model.get_layer("merger").output.shape[-1] == 3
+    blocks = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{s}_block") and layer.name.endswith("_add"))
+              for s in range(1, 5)]
+    assert blocks == [3, 4, 6, 3]
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_model("unet_resnet34", 1, (48, 64, 1), weights="none", encoder_width=8)
+
+
+def test_unet_loads_a_weights_file_and_refuses_imagenet(tmp_path):
+    model = build_model("unet_resnet34", 1, (32, 32, 1), weights="none", encoder_width=8)
+    model.save_weights(tmp_path / "w.weights.h5")
+    again = build_model("unet_resnet34", 1, (32, 32, 1), weights=str(tmp_path / "w.weights.h5"), encoder_width=8)
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), again.predict(x, verbose=0), atol=1e-6)
+    from models import WeightsError
+
+    with pytest.raises(WeightsError, match="no ImageNet weights"):
+        build_model("unet_resnet34", 1, (32, 32, 1), weights="imagenet")
+
+
+def test_the_eleven_losses_of_the_thesis_are_registered():
+    assert set(SEGMENTATION_LOSSES) == {"bce", "contour", "dice", "focal", "hausdorff", "jaccard", "kl", "lovasz",
+                                        "mse", "wing", "bce+dice"}

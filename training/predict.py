@@ -1,0 +1,97 @@
+"""``python -m training.predict``: salt in whole seismic sections with a trained segmentation run.
+
+Each section (SEG-Y, ``.npy``, 8/16-bit PNG/TIFF) is cut into overlapping patches at the
+run's patch size, predicted in batches and blended back without seams; the patch size,
+stride and normalisation are the run's unless given. Writes, per section, into ``--out``:
+``<stem>_probability.npy`` (float32 salt probability), ``<stem>_mask.npy`` (bool, probability
+above ``--threshold``), ``<stem>.png`` (section, [truth,] prediction[, error]) and, when a
+``--mask`` is given, ``<stem>_scores.json`` (Dice, IoU, PS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from datasets.images import UnreadableImageError, write_image
+from datasets.seismic import NORMALIZATIONS, read_salt_mask, read_section
+from explain.loading import ExplainError, load_run
+from explain.sections import is_segmentation_model
+from training.segmentation_metrics import mask_scores
+from training.tasks.segment import predict_section, section_picture
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.predict",
+        description="Predict salt in whole seismic sections with a run of `python -m training.run --task segment`: "
+                    "overlapping patches, blended back; writes probability and mask (.npy), a picture and, with "
+                    "--mask, Dice/IoU/PS.")
+    parser.add_argument("--model", required=True, help="a segmentation run folder (holding model.keras)")
+    parser.add_argument("--section", required=True, nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
+    parser.add_argument("--mask", nargs="+", help="salt mask file(s), one per section, to score the prediction")
+    parser.add_argument("--inline", type=int, help="3D SEG-Y: the inline number (default: the middle one)")
+    parser.add_argument("--out", required=True, help="output folder; created, files of the same names are replaced")
+    parser.add_argument("--stride", type=int, help="pixels between patch origins (default: the run's)")
+    parser.add_argument("--normalize", choices=NORMALIZATIONS, help="z-score per patch or section (default: the run's)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="salt where the probability exceeds it (0.5)")
+    parser.add_argument("--batch-size", type=int, default=16, help="patches per batch (default 16)")
+    return parser
+
+
+def predict_file(run, section_path: str, mask_path: str | None, args: argparse.Namespace) -> dict | None:
+    """Predicts one section and writes its files; returns its scores when a mask was given."""
+    amplitude = read_section(section_path, args.inline)
+    truth = read_salt_mask(mask_path) if mask_path else None
+    if truth is not None and truth.shape != amplitude.shape:
+        raise UnreadableImageError(f"the section is {amplitude.shape[0]} x {amplitude.shape[1]} but its mask "
+                                   f"{mask_path} is {truth.shape[0]} x {truth.shape[1]}")
+    amplitude = np.nan_to_num(amplitude)
+    patch = int(run.model.inputs[0].shape[1])
+    probability = predict_section(run.model, amplitude, patch, args.stride or run.config.get("stride", patch // 2),
+                                  args.normalize or run.config.get("normalize", "patch"), args.batch_size,
+                                  verbose=1 if sys.stdout.isatty() else 0)
+    out, stem = Path(args.out), Path(section_path).stem
+    out.mkdir(parents=True, exist_ok=True)
+    mask = probability > args.threshold
+    np.save(out / f"{stem}_probability.npy", probability)
+    np.save(out / f"{stem}_mask.npy", mask)
+    write_image(out / f"{stem}.png", section_picture(amplitude, truth, probability))
+    if truth is None:
+        return None
+    scores = mask_scores(truth, mask)
+    (out / f"{stem}_scores.json").write_text(json.dumps(scores, indent=2))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mask and len(args.mask) != len(args.section):
+        parser.error(f"{len(args.mask)} --mask file(s) for {len(args.section)} section(s): give one mask per section")
+    try:
+        run = load_run(args.model)
+    except ExplainError as err:
+        parser.error(str(err))
+    if not is_segmentation_model(run.model):
+        parser.error(f"{run.path} is not a segmentation model (its output is not one map per pixel); pass a run "
+                     "of python -m training.run --task segment")
+    failed = 0
+    for i, section_path in enumerate(args.section):
+        try:
+            scores = predict_file(run, section_path, args.mask[i] if args.mask else None, args)
+        except UnreadableImageError as err:
+            print(f"error: {section_path}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) if scores else "no mask to score against"
+        print(f"{section_path}: {shown}; files in {args.out}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
