@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy.ndimage import distance_transform_cdt
+from scipy.ndimage import distance_transform_cdt, maximum_filter, minimum_filter
 
 from datasets.images import UnreadableImageError
 from datasets.seismic import read_salt_mask, read_section, section_patches, split_sections, write_segy, zscore
@@ -162,6 +162,13 @@ def test_losses_match_numpy_references(masks):
     pt = np.where(y > 0, p, 1 - p)
     assert _value("focal", y, z) == pytest.approx((-(1 - pt) ** 2 * np.log(pt)).mean(), rel=1e-3)
     assert _value("bce+dice", y, z) == pytest.approx(_value("bce", y, z) + _value("dice", y, z), rel=1e-5)
+    def gradient(m):
+        return (maximum_filter(m, size=(1, 3, 3, 1), mode="nearest")
+                - minimum_filter(m, size=(1, 3, 3, 1), mode="nearest"))
+
+    gp, gy = gradient(p), gradient(y)
+    boundary_dice = 1 - 2 * (gp * gy).sum() / (gp.sum() + gy.sum())
+    assert _value("contour", y, z) == pytest.approx(bce.mean() + boundary_dice, rel=1e-4)
     x = np.abs(p - y)
     c = 0.5 - 0.5 * np.log(1 + 0.5 / 0.1)
     assert _value("wing", y, z) == pytest.approx(np.where(x < 0.5, 0.5 * np.log(1 + x / 0.1), x - c).mean(), rel=1e-4)

@@ -49,11 +49,12 @@ class TrainConfig:
         "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), or "
         + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, images/, "
         "labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the synthetic sigma clasts have "
-        "up to 3 per image"))
+        "up to 3 per image; segment: a CSV section,mask[,split][,inline] of SEG-Y/.npy/PNG/TIFF sections"))
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
                                          "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
                                   choices=("one", "labels"))
-    loss: str = _option("bce+dice", "segment: the loss (the salt thesis's eleven; bce+dice is its baseline)",
+    loss: str = _option("bce+dice", lambda: f"segment: the loss, one of the salt thesis's eleven: "
+                                            f"{', '.join(SEGMENTATION_LOSSES)} (bce+dice is its baseline)",
                         choices=lambda: SEGMENTATION_LOSSES)
     patch_size: int = _option(64, "segment: side in pixels of the square patches cut from the sections (a multiple "
                                   "of 32)")

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import pandas as pd
 
-from datasets.images import write_image
+from datasets.images import read_image, write_image
 from datasets.seismic import write_segy
 from datasets.synthetic import seismic_salt, sigma_clasts, thin_sections
 
@@ -52,6 +53,7 @@ class SyntheticSet:
     mirror_pairs: tuple[tuple[str, str], ...]
     write_sample: Callable  # (rng, size, label, stem, out, options) -> list of manifest rows
     options: tuple[Option, ...] = ()
+    preview: Callable | None = None  # (out, manifest rows) -> an RGB uint8 picture of a few samples
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Every option's value, the defaults filled in.
@@ -101,6 +103,20 @@ def _write_seismic_section(rng, size, label, stem, out: Path, options) -> list[d
     return [dict(**paths, label=label, shape=section.shape)]
 
 
+def _preview_sections(out: Path, rows: list[dict], count: int = 3) -> np.ndarray:
+    """The first sections side by side, their salt outlined in orange."""
+    pictures = []
+    for row in rows[:count]:
+        amplitude = np.load(out / row["section"])
+        clipped = np.clip(amplitude / (3 * amplitude.std()), -1, 1)
+        picture = np.ascontiguousarray(np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1))
+        salt = (read_image(out / row["mask"])[..., 0] > 127).astype(np.uint8)
+        contours, _ = cv2.findContours(salt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(picture, contours, -1, (255, 140, 0), 1)
+        pictures += [picture, np.full((picture.shape[0], 6, 3), 255, np.uint8)]
+    return np.concatenate(pictures[:-1], axis=1)
+
+
 GENERATORS: dict[str, SyntheticSet] = {}
 
 
@@ -130,7 +146,8 @@ register("seismic_salt", SyntheticSet(
     ("salt",), (), _write_seismic_section,
     (Option("width", int, 0, "traces per section (0: 4/3 of --size)", bounds=(0, 8192)),
      Option("shape", str, None, "draw only this salt shape", choices=(None, *seismic_salt.SHAPES)),
-     Option("snr", float, 8.0, "signal-to-noise ratio (standard deviations)", bounds=(0.1, 1000)))))
+     Option("snr", float, 8.0, "signal-to-noise ratio (standard deviations)", bounds=(0.1, 1000))),
+    preview=_preview_sections))
 
 
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,
@@ -152,6 +169,8 @@ def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0
         rows += spec.write_sample(rng, size, label, f"{name}_{i:05d}", out, options)
     manifest = out / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
+    if spec.preview is not None:
+        write_image(out / "preview.png", spec.preview(out, rows))
     return manifest
 
 

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = write_dataset(name, out, n=n, seed=seed, size=size, **given)
     except ValueError as err:
         parser.error(str(err))
-    print(f"Wrote {n} images and {manifest}")
+    preview = manifest.parent / "preview.png"
+    print(f"Wrote {n} images and {manifest}" + (f"; a few of them: {preview}" if preview.is_file() else ""))
     return 0
 
 
