@@ -80,7 +80,7 @@ class TrainConfig:
     overwrite: bool = _option(False, "reuse an existing run folder instead of adding a suffix")
     split: str = _option("0.6,0.2,0.2", "train,val,test fractions of a stratified split (a manifest's split "
                                         "column wins)")
-    augment: bool = _option(True, "random flips and 90-degree rotations, label-aware")
+    augment: bool = _option(True, "random flips and 90-degree rotations, label-aware (segment: left-right flips only)")
     mirror_pairs: str = _option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
                                         "dextral:sinistral; none")
     shared_branches: bool = _option(False, "SedNet: one set of weights for both branches")

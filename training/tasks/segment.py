@@ -67,6 +67,10 @@ class SegmentationData:
         """Batches of (patch, mask); training shuffles and flips left-right (a seismic section
         may be mirrored along its traces, never upside down)."""
         patches, masks = self.patches(split)
+        if replicas > 1 and len(patches) < config.batch_size * replicas:
+            raise DataError(f"The {split} split has {len(patches)} patches, fewer than one global batch of "
+                            f"{config.batch_size * replicas} ({replicas} replicas); lower --batch-size or --stride, "
+                            "or add sections.")
         data = tf.data.Dataset.from_tensor_slices((patches, masks))
         if training:
             data = data.shuffle(len(patches), seed=config.seed)
