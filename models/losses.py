@@ -75,28 +75,27 @@ def jaccard(y_true, logits):
 
 
 def lovasz_gradient(sorted_truth):
-    """The Lovasz extension's weights for errors sorted in decreasing order (one row per image):
-    the increments of the Jaccard loss as the sorted pixels join the error set one by one."""
-    total = ops.sum(sorted_truth, axis=1, keepdims=True)
-    intersection = total - ops.cumsum(sorted_truth, axis=1)
-    union = total + ops.cumsum(1 - sorted_truth, axis=1)
+    """The Lovasz extension's weights for errors sorted in decreasing order: the increments of
+    the Jaccard loss as the sorted pixels join the set of mispredicted pixels one by one."""
+    total = ops.sum(sorted_truth)
+    intersection = total - ops.cumsum(sorted_truth)
+    union = total + ops.cumsum(1 - sorted_truth)
     jaccard_loss = 1 - intersection / union
-    return ops.concatenate([jaccard_loss[:, :1], jaccard_loss[:, 1:] - jaccard_loss[:, :-1]], axis=1)
+    return ops.concatenate([jaccard_loss[:1], jaccard_loss[1:] - jaccard_loss[:-1]])
 
 
 @_serializable
 def lovasz(y_true, logits):
     """The Lovasz hinge (Berman, Triki & Blaschko, 2018, "The Lovasz-Softmax loss: a tractable
-    surrogate for the optimization of the intersection-over-union measure in neural networks"),
-    per image: the Lovasz extension of the Jaccard loss applied to the hinge errors
-    ``max(0, 1 - z s)``, with ``s = 2y - 1``."""
-    batch = ops.shape(logits)[0]
-    y = ops.reshape(ops.cast(y_true, logits.dtype), (batch, -1))
-    z = ops.reshape(logits, (batch, -1))
-    errors = 1 - z * (2 * y - 1)
-    sorted_errors, order = ops.top_k(errors, k=ops.shape(errors)[1])
-    weights = ops.stop_gradient(lovasz_gradient(ops.take_along_axis(y, order, axis=1)))
-    return ops.sum(ops.relu(sorted_errors) * weights, axis=1)
+    surrogate for the optimization of the intersection-over-union measure in neural networks"):
+    the Lovasz extension of the Jaccard loss applied to the hinge errors ``max(0, 1 - z s)``,
+    ``s = 2y - 1``. Taken over the whole batch (segmentation_models_pytorch's default): per
+    image, a patch without salt reduces it to its one worst pixel, and training stalls."""
+    y = ops.reshape(ops.cast(y_true, logits.dtype), (-1,))
+    errors = 1 - ops.reshape(logits, (-1,)) * (2 * y - 1)
+    sorted_errors, order = ops.top_k(errors, k=ops.shape(errors)[0])
+    weights = ops.stop_gradient(lovasz_gradient(ops.take(y, order)))
+    return ops.sum(ops.relu(sorted_errors) * weights)
 
 
 def _erode(mask):

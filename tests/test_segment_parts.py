@@ -184,7 +184,7 @@ def test_lovasz_hinge_equals_the_lovasz_extension_computed_from_its_definition()
     when its pixel joins the set of mispredicted pixels (Berman et al., eq. 8-9)."""
     rng = np.random.default_rng(4)
     for _ in range(5):
-        y = (rng.random((1, 3, 3, 1)) > 0.5).astype(np.float32)
+        y = (rng.random((2, 3, 3, 1)) > 0.5).astype(np.float32)  # the batch counts as one set
         z = rng.normal(0, 1.5, y.shape).astype(np.float32)
         truth = y.ravel() > 0
         errors = 1 - z.ravel() * (2 * y.ravel() - 1)
@@ -197,7 +197,7 @@ def test_lovasz_hinge_equals_the_lovasz_extension_computed_from_its_definition()
             current = _jaccard_loss(truth, truth ^ wrong)
             expected += max(errors[order[k - 1]], 0) * (current - previous)
             previous = current
-        assert float(lovasz(y, z)[0]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        assert float(lovasz(y, z)) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 def test_lovasz_of_binary_errors_is_the_jaccard_loss_of_the_mispredicted_set():
@@ -207,7 +207,7 @@ def test_lovasz_of_binary_errors_is_the_jaccard_loss_of_the_mispredicted_set():
     predicted[0, :2, :3] = True  # two false positives
     z = np.where(predicted, 0.0, -1.0).astype(np.float32) + np.where(predicted & (y > 0), 1.0, 0.0)
     # hinge errors: 1 for the two false positives (logit 0 on background), 0 elsewhere
-    assert float(lovasz(y, z)[0]) == pytest.approx(_jaccard_loss(y.ravel() > 0, predicted.ravel()))
+    assert float(lovasz(y, z)) == pytest.approx(_jaccard_loss(y.ravel() > 0, predicted.ravel()))
 
 
 def test_hausdorff_distances_are_the_chessboard_distance_transform_of_the_boundary():

@@ -101,8 +101,7 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     if unlabelled:
         print(f"{unlabelled} section(s) without a mask are left out of training; predict them with "
               "python -m training.predict.", flush=True)
-    given = [getattr(row, "split", None) if isinstance(getattr(row, "split", None), str) else None
-             for row, _, _ in loaded]
+    given = [split if isinstance(split := getattr(row, "split", None), str) else None for row, _, _ in loaded]
     splits = split_sections(given, config.split_fractions(), config.seed)
     sections = [LabelledSection(row.section, amplitude, salt, split)
                 for (row, amplitude, salt), split in zip(loaded, splits)]
