@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -149,10 +150,11 @@ def read_section_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def load_labelled_sections(table: pd.DataFrame, bad: list[dict]) -> list[tuple[pd.Series, np.ndarray, np.ndarray]]:
+def load_labelled_sections(table: pd.DataFrame, bad: list[dict]) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """Reads every section that has a mask; each one that cannot be used goes to ``bad`` with
     the reason (unreadable, mask unreadable or not binary, sizes differing) and is skipped.
-    NaN samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)``."""
+    NaN samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)`` with
+    ``row`` the manifest's row as a named tuple."""
     def read_pair(row) -> tuple[np.ndarray, np.ndarray]:
         amplitude = read_section(row.section, _inline(row))
         try:

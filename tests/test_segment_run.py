@@ -54,7 +54,7 @@ def segment_run(tmp_path_factory):
     manifest = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     logdir = tmp_path_factory.mktemp("logs")
-    argv = ["--task", "segment", "--data", str(manifest), "--patch-size", "32", "--stride", "16",
+    argv = ["--task", "segment", "--data", str(manifest), "--patch-size", "32", "--stride", "32",
             "--encoder-width", "8", "--epochs", str(EPOCHS), "--batch-size", "8", "--logdir", str(logdir),
             "--run-name", "salt", "--split", "0.5,0.25,0.25"]
     import contextlib
