@@ -53,16 +53,25 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         UnreadableImageError: the file is missing, empty, truncated or not an image.
     """
+    return _to_rgb_uint8(decode_file(path))
+
+
+def decode_file(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """Decodes an image file with OpenCV ``flags``, as stored (any depth and channels by default).
+
+    Raises:
+        UnreadableImageError: the file is missing, empty, truncated or not an image.
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise UnreadableImageError(f"cannot be read: {err.strerror or err}") from err
     if data.size == 0:
         raise UnreadableImageError("empty file (0 bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(data, flags)
     if image is None or image.size == 0:
         raise UnreadableImageError("cannot be decoded: corrupt, truncated or not an image")
-    return _to_rgb_uint8(image)
+    return image
 
 
 def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:

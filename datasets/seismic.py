@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from datasets.images import UnreadableImageError, read_each
+from datasets.images import UnreadableImageError, decode_file, read_each
 from datasets.tables import SPLITS, DataError
 from datasets.tiles import cut_tiles
 
@@ -117,14 +117,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise UnreadableImageError(f"cannot be read: {err.strerror or err}") from err
-    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE) if data.size else None
-    if image is None:
-        raise UnreadableImageError("cannot be decoded: corrupt, truncated or not an image")
-    return image
+    return decode_file(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
 
 
 def read_section_manifest(path: str | os.PathLike) -> pd.DataFrame:
@@ -150,31 +143,48 @@ def read_section_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+def read_labelled_section(section: str | os.PathLike, mask: str | os.PathLike,
+                          inline: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A section and its salt mask, checked to be of the same size.
+
+    Raises:
+        UnreadableImageError: either file cannot be used, or the sizes differ (both named).
+    """
+    amplitude = read_section(section, inline)
+    try:
+        salt = read_salt_mask(mask)
+    except UnreadableImageError as err:
+        raise UnreadableImageError(f"its mask {mask} {err}") from err
+    if salt.shape != amplitude.shape:
+        raise UnreadableImageError(f"the section is {amplitude.shape[0]} x {amplitude.shape[1]} (samples x traces) "
+                                   f"but its mask {mask} is {salt.shape[0]} x {salt.shape[1]}")
+    return amplitude, salt
+
+
+def without_nan(amplitude: np.ndarray, name: str) -> np.ndarray:
+    """NaN samples set to 0, with their count on stdout."""
+    nan = np.isnan(amplitude)
+    if not nan.any():
+        return amplitude
+    print(f"note: {name}: {int(nan.sum())} NaN samples set to 0", flush=True)
+    return np.where(nan, 0, amplitude).astype(np.float32)
+
+
 def load_labelled_sections(table: pd.DataFrame, bad: list[dict]) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """Reads every section that has a mask; each one that cannot be used goes to ``bad`` with
     the reason (unreadable, mask unreadable or not binary, sizes differing) and is skipped.
     NaN samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)`` with
     ``row`` the manifest's row as a named tuple."""
-    def read_pair(row) -> tuple[np.ndarray, np.ndarray]:
-        amplitude = read_section(row.section, _inline(row))
-        try:
-            salt = read_salt_mask(row.mask)
-        except UnreadableImageError as err:
-            raise UnreadableImageError(f"its mask {row.mask} {err}") from err
-        if salt.shape != amplitude.shape:
-            raise UnreadableImageError(f"the section is {amplitude.shape[0]} x {amplitude.shape[1]} (samples x "
-                                       f"traces) but its mask {row.mask} is {salt.shape[0]} x {salt.shape[1]}")
-        return amplitude, salt
+    labelled = table[table["mask"].notna()].itertuples(index=False)
+    return [(row, without_nan(amplitude, row.section), salt)
+            for row, (amplitude, salt) in read_each(labelled, bad, lambda r: r.section,
+                                                    lambda r: read_labelled_section(r.section, r.mask, _inline(r)))]
 
-    labelled = table[table["mask"].notna()]
-    loaded = []
-    for row, (amplitude, salt) in read_each(labelled.itertuples(index=False), bad, lambda r: r.section, read_pair):
-        nan = np.isnan(amplitude)
-        if nan.any():
-            print(f"note: {row.section}: {int(nan.sum())} NaN samples set to 0", flush=True)
-            amplitude = np.where(nan, 0, amplitude).astype(np.float32)
-        loaded.append((row, amplitude, salt))
-    return loaded
+
+def section_image(amplitude: np.ndarray) -> np.ndarray:
+    """A section as an RGB uint8 picture, amplitudes clipped at three standard deviations."""
+    clipped = np.clip(amplitude / (3 * amplitude.std() + 1e-6), -1, 1)
+    return np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def _inline(row) -> int | None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each, write_image
-from datasets.seismic import read_section
+from datasets.seismic import read_section, without_nan
 from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, DataError, list_images
@@ -204,7 +204,7 @@ def sections_main(args: argparse.Namespace) -> int:
     out, failed = Path(args.out), 0
     for path in args.sections:
         try:
-            amplitude = np.nan_to_num(read_section(path))
+            amplitude = without_nan(read_section(path), path)
         except UnreadableImageError as err:
             print(f"error: {path} {err}", file=sys.stderr)
             failed += 1

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from datasets.images import write_image
-from datasets.seismic import section_patches
+from datasets.seismic import section_image, section_patches
 from datasets.tiles import blend_tiles
 from explain import DEFAULT_LAYER, METHODS
 from explain.overlay import overlay
@@ -44,15 +44,9 @@ def explain_section(model: keras.Model, amplitude: np.ndarray, methods: list[str
     return maps
 
 
-def section_gray(amplitude: np.ndarray) -> np.ndarray:
-    """A section as an RGB uint8 image, amplitudes clipped at three standard deviations."""
-    clipped = np.clip(amplitude / (3 * amplitude.std() + 1e-6), -1, 1)
-    return np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
-
-
 def write_section_maps(out: Path, stem: str, amplitude: np.ndarray, maps: dict[str, np.ndarray]) -> None:
     """``<method>/<stem>.png`` (overlay on the section) and ``<method>/<stem>.npy`` per method."""
     for method, heatmap in maps.items():
         (out / method).mkdir(parents=True, exist_ok=True)
-        write_image(out / method / f"{stem}.png", overlay(section_gray(amplitude), heatmap))
+        write_image(out / method / f"{stem}.png", overlay(section_image(amplitude), heatmap))
         np.save(out / method / f"{stem}.npy", heatmap)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from scipy.ndimage import distance_transform_cdt, maximum_filter, minimum_filter
@@ -37,8 +38,6 @@ def test_synthetic_section_is_seeded_and_its_salt_is_where_the_mask_says(shape):
 
 def test_written_set_reads_back_from_npy_segy_and_png(tmp_path):
     manifest = write_dataset("seismic_salt", tmp_path, n=2, size=64, width=80)
-    import pandas as pd
-
     table = pd.read_csv(manifest)
     assert list(table.columns[:3]) == ["section", "segy", "mask"]
     for row in table.itertuples():

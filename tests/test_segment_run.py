@@ -130,7 +130,7 @@ def test_predict_names_a_mask_of_another_size_and_keeps_going(segment_run, tmp_p
                          str(folder / "s2.npy"), "--mask", str(folder / "small.png"), str(folder / "s2.png"),
                          "--out", str(tmp_path)])
     assert code == 1
-    assert "section is 64 x 80 but its mask" in capsys.readouterr().err
+    assert "section is 64 x 80 (samples x traces) but its mask" in capsys.readouterr().err
     assert (tmp_path / "s2_scores.json").is_file() and not (tmp_path / "with_nan_mask.npy").exists()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.images import UnreadableImageError, write_image
-from datasets.seismic import NORMALIZATIONS, read_salt_mask, read_section
+from datasets.seismic import NORMALIZATIONS, read_labelled_section, read_section, without_nan
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
 from training.segmentation_metrics import mask_scores
@@ -45,12 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def predict_file(run, section_path: str, mask_path: str | None, args: argparse.Namespace) -> dict | None:
     """Predicts one section and writes its files; returns its scores when a mask was given."""
-    amplitude = read_section(section_path, args.inline)
-    truth = read_salt_mask(mask_path) if mask_path else None
-    if truth is not None and truth.shape != amplitude.shape:
-        raise UnreadableImageError(f"the section is {amplitude.shape[0]} x {amplitude.shape[1]} but its mask "
-                                   f"{mask_path} is {truth.shape[0]} x {truth.shape[1]}")
-    amplitude = np.nan_to_num(amplitude)
+    if mask_path:
+        amplitude, truth = read_labelled_section(section_path, mask_path, args.inline)
+    else:
+        amplitude, truth = read_section(section_path, args.inline), None
+    amplitude = without_nan(amplitude, section_path)
     patch = int(run.model.inputs[0].shape[1])
     probability = predict_section(run.model, amplitude, patch, args.stride or run.config.get("stride", patch // 2),
                                   args.normalize or run.config.get("normalize", "patch"), args.batch_size,

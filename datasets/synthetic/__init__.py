@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import read_image, write_image
-from datasets.seismic import write_segy
+from datasets.seismic import section_image, write_segy
 from datasets.synthetic import seismic_salt, sigma_clasts, thin_sections
 
 
@@ -107,9 +107,7 @@ def _preview_sections(out: Path, rows: list[dict], count: int = 3) -> np.ndarray
     """The first sections side by side, their salt outlined in orange."""
     pictures = []
     for row in rows[:count]:
-        amplitude = np.load(out / row["section"])
-        clipped = np.clip(amplitude / (3 * amplitude.std()), -1, 1)
-        picture = np.ascontiguousarray(np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1))
+        picture = np.ascontiguousarray(section_image(np.load(out / row["section"])))
         salt = (read_image(out / row["mask"])[..., 0] > 127).astype(np.uint8)
         contours, _ = cv2.findContours(salt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(picture, contours, -1, (255, 140, 0), 1)

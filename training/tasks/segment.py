@@ -25,10 +25,9 @@ import tensorflow as tf
 
 from datasets.images import write_image
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sections, read_section_manifest,
-                              section_patches, split_sections)
+                              section_image, section_patches, split_sections)
 from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
-from explain.sections import section_gray
 from models import MODELS, build_model
 from models.losses import SEGMENTATION_LOSSES
 from training import callbacks as tb
@@ -130,7 +129,7 @@ def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, 
 def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
     """Section, truth, prediction and error side by side as one RGB uint8 strip (the error
     panel: missed salt blue, false salt red). Without a truth: section and prediction."""
-    gray = section_gray(amplitude)
+    gray = section_image(amplitude)
     predicted = probability > 0.5
     panels = [gray, _gray(probability)]
     if truth is not None:
