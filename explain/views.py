@@ -78,13 +78,13 @@ def resolve_layers(model: keras.Model, layer: str = DEFAULT_LAYER) -> dict[str, 
     return {i: layer for i in inputs}
 
 
-def _record(model: keras.Model, inputs, wanted: frozenset, recorded: dict):
+def record_outputs(model: keras.Model, inputs, wanted: frozenset, recorded: dict):
     """Runs ``model`` on ``inputs`` in inference mode, storing outputs of ``wanted`` layers."""
 
     def hook(operation):
         def call(*args, **kwargs):
             if isinstance(operation, keras.Model) and wanted & set(spatial_layers(operation)):
-                outputs = _record(operation, args[0], wanted, recorded)
+                outputs = record_outputs(operation, args[0], wanted, recorded)
             else:
                 outputs = operation(*args, **kwargs)
             if operation.name in wanted:
@@ -115,12 +115,12 @@ class ModelView:
         self.input_gradients = compiled(self._input_gradients)
 
     def _logits(self, inputs):
-        return self._model(_model_inputs(self._model, inputs), training=False)
+        return self._model(structured_inputs(self._model, inputs), training=False)
 
     def _activations_and_gradients(self, inputs, kind, params):
         recorded = {}
         with tf.GradientTape() as tape:
-            logits = _record(self._model, _model_inputs(self._model, inputs), self._wanted, recorded)
+            logits = record_outputs(self._model, structured_inputs(self._model, inputs), self._wanted, recorded)
             score = kind.score(logits, params)
         activations = {name: recorded[name] for name in self.layers}
         return activations, tape.gradient(score, activations), logits
@@ -193,7 +193,7 @@ def normalize(maps: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(maps - low, high - low)
 
 
-def _model_inputs(model: keras.Model, inputs: dict):
+def structured_inputs(model: keras.Model, inputs: dict):
     """The structure the model was built with: a dict, a list or a single tensor."""
     if isinstance(model.input, dict):
         return inputs

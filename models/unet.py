@@ -11,6 +11,11 @@ are named: ``merger``, ``stem_out`` (stride 2), ``stage1_out`` .. ``stage4_out``
 to 32, the encoder; ``stage4_out`` is the bottleneck), ``decoder1`` .. ``decoder4`` (strides 16
 to 2), ``features`` (full resolution, the last block before the 1x1 ``logits``). The output
 is one salt logit per pixel.
+
+The thesis's second path reuses the segmentation encoder in a patch classifier ("is there
+salt in this patch?"): :func:`build_resnet34_classifier` has the same merger and encoder
+layers, by name, with a pooled two-layer head, and :func:`copy_encoder` carries a trained
+U-Net's encoder weights into it.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import conv_bn_relu, residual_block
+from models.blocks import classifier_head, conv_bn_relu, residual_block
 
 MIN_INPUT_SIZE = 32  # five halvings; sides must be multiples of 32
 RESNET34_BLOCKS = (3, 4, 6, 3)
 ENCODER_STAGES = tuple(f"stage{i}_out" for i in range(1, 5))
+ENCODER_PREFIXES = ("merger", "stem", "stage")  # names of the layers the U-Net and the classifier share
 
 
 def merger(x, name: str = "merger"):
@@ -83,3 +89,47 @@ def build_unet_resnet34(num_classes: int = 1, input_shape=(128, 128, 1), weights
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+def build_resnet34_classifier(num_classes: int = 2, input_shape=(64, 64, 1), weights=None,
+                              encoder_width: int = 64) -> keras.Model:
+    """The merger and ResNet34 encoder of :func:`build_unet_resnet34` under a classifier head.
+
+    The encoder's layers keep the U-Net's names, so :func:`copy_encoder` can fill them from a
+    trained segmentation model; ``features`` is the encoder's last stage (stride 32).
+    """
+    inputs = keras.Input(input_shape, name="image")
+    *_, deepest = resnet34_encoder(merger(inputs), encoder_width)
+    features = layers.Identity(name="features")(deepest)
+    model = keras.Model(inputs, classifier_head(features, num_classes, hidden=encoder_width * 4),
+                        name="resnet34_classifier")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def encoder_layers(model: keras.Model) -> list[str]:
+    """Names of the model's merger and encoder layers that hold weights."""
+    return [layer.name for layer in model.layers if layer.weights and layer.name.startswith(ENCODER_PREFIXES)]
+
+
+def copy_encoder(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copies the merger and encoder weights of ``source`` into the same-named layers of
+    ``target`` (a trained U-Net into a classifier, or back); returns the names copied.
+
+    Raises:
+        ValueError: the two encoders differ (another width or input channels).
+    """
+    names = encoder_layers(target)
+    missing = [name for name in names if name not in {layer.name for layer in source.layers}]
+    if missing or not names:
+        raise ValueError(f"Model {source.name!r} lacks the encoder layers {missing[:4] or names[:4]} of "
+                         f"{target.name!r}; copy between a U-Net-ResNet34 and its classifier.")
+    for name in names:
+        mine, theirs = target.get_layer(name), source.get_layer(name)
+        shapes = [tuple(w.shape) for w in mine.weights], [tuple(w.shape) for w in theirs.weights]
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"Layer {name!r} has weights {shapes[1]} in {source.name!r} but {shapes[0]} in "
+                             f"{target.name!r}: build the classifier with the U-Net's encoder width and channels.")
+        mine.set_weights(theirs.get_weights())
+    return names

@@ -222,7 +222,7 @@ def test_the_private_keras_graph_api_the_views_rely_on_is_still_there():
     model = keras.Model(inputs, outputs)
     for name in ("_run_through_graph", "_standardize_inputs"):
         assert callable(getattr(model, name, None)), \
-            f"Keras {keras.__version__} has no Functional.{name}; adapt explain/views.py (_record)."
+            f"Keras {keras.__version__} has no Functional.{name}; adapt explain/views.py (record_outputs)."
     assert "operation_fn" in inspect.signature(model._run_through_graph).parameters, \
         f"Keras {keras.__version__}: Functional._run_through_graph takes no operation_fn; adapt explain/views.py."
     seen = []
