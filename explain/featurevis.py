@@ -251,8 +251,8 @@ class _Optimization:
         return {name: p.image().numpy() for name, p in self.params.items()}
 
     def run(self, loss_fn, steps: int, progress: keras.utils.Progbar | None = None) -> np.ndarray:
-        """``steps`` steps minimising ``loss_fn(outputs, recorded, images) -> (N,)``; returns the
-        last per-sample losses."""
+        """``steps`` steps minimising ``loss_fn(outputs, recorded, images)``, which returns the
+        per-sample objective loss and penalty, each (N,); returns the last per-sample losses."""
         step = tf.function(lambda: self._step(loss_fn), autograph=False)
         losses = None
         for i in range(steps):
@@ -262,21 +262,21 @@ class _Optimization:
         return losses.numpy()
 
     def _step(self, loss_fn):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             images = {name: p.image() for name, p in self.params.items()}
             seen = {name: self.transforms(x, self.generator) if self.transforms else x for name, x in images.items()}
             recorded = {}
             outputs = record_outputs(self.model, structured_inputs(self.model, {**self.held, **seen}), self.wanted,
                                      recorded)
-            losses = loss_fn(outputs, recorded, images)
-            total = tf.reduce_sum(losses)
-        gradients = tape.gradient(total, self.variables)
-        if any(g is None for g in gradients):
+            objective, penalty = loss_fn(outputs, recorded, images)
+            total = tf.reduce_sum(objective + penalty)
+        # Checked when the step is traced; the unused gradients are pruned from the graph.
+        if any(g is None for g in tape.gradient(objective, self.variables)):
             raise VisualizeError(f"Model {self.model.name!r} is not differentiable from its input to the objective "
                                  "(an argmax, rounding or integer cast lies between them); feature visualisation "
                                  "needs gradients. Visualise a layer before that operation.")
-        self.optimizer.apply_gradients(zip(gradients, self.variables))
-        return losses
+        self.optimizer.apply_gradients(zip(tape.gradient(total, self.variables), self.variables))
+        return objective + penalty
 
 
 def _regularization(images: dict, value_range: Range, l2: float, tv: float) -> tf.Tensor:
@@ -285,7 +285,10 @@ def _regularization(images: dict, value_range: Range, l2: float, tv: float) -> t
     total = 0.0
     for x in images.values():
         unit = (x - (low + high) / 2) / (high - low)
-        total += l2 * tf.reduce_mean(tf.square(unit), axis=(1, 2, 3)) + tv * total_variation(unit)
+        if l2:
+            total += l2 * tf.reduce_mean(tf.square(unit), axis=(1, 2, 3))
+        if tv:
+            total += tv * total_variation(unit)
     return total
 
 
@@ -331,7 +334,7 @@ def activation_maximization(model: keras.Model, objectives: Sequence[int | str |
     def loss(outputs, recorded, images):
         output = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         scores = tf.stack([o.score(output if o.layer is None else recorded[o.layer]) for o in objectives], axis=1)
-        return -tf.reduce_sum(scores * pick, axis=1) + _regularization(images, value_range, l2, tv)
+        return -tf.reduce_sum(scores * pick, axis=1), _regularization(images, value_range, l2, tv)
 
     bar = keras.utils.Progbar(steps, unit_name="step") if progress else None
     optimization.run(loss, steps, bar)
@@ -404,7 +407,7 @@ def network_inversion(model: keras.Model, images, layer: str, *, steps: int = 30
 
     def loss(outputs, recorded, images):
         error = tf.reduce_mean(tf.square(recorded[layer] - target), axis=_feature_axes(target)) / energy
-        return error + _regularization(images, value_range, 0.0, tv)
+        return error, _regularization(images, value_range, 0.0, tv)
 
     bar = keras.utils.Progbar(steps, unit_name="step") if progress else None
     optimization.run(loss, steps, bar)

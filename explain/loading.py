@@ -88,7 +88,11 @@ def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> L
 
 def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:
     """A classifier from a run folder or ``.keras`` file (see :func:`load_run`)."""
-    run = load_run(source, unsafe)
+    return loaded_model(load_run(source, unsafe))
+
+
+def loaded_model(run: LoadedRun) -> LoadedModel:
+    """A loaded run's model with its class names (one per logit) and the inputs it takes."""
     classes = int(run.model.outputs[0].shape[-1])
     names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
     return LoadedModel(run.model, names, input_spec(run.model))

@@ -25,6 +25,8 @@ BENCHMARKS = {
                          {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image"}),
     "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
                      {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
+    "visualize_speed.py": (["--repeats", "1", "--size", "32", "--batch", "2", "--steps", "2", "--encoder-width", "8"],
+                           {"am_step_over_forward_backward", "forward_backward_seconds", "am_step_seconds"}),
     "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],
                           {"val_map50_keras_hub", "val_map50_paper_prior"}),
     "detector_quality.py": (["--held-out", "4", "--size", "96", "--detector-flags", TINY_DETECTOR,

@@ -50,7 +50,7 @@ def segmentation_run(args: argparse.Namespace) -> Path:
     argv = ["--task", "segment", "--loss", "bce", "--data", str(manifest), "--epochs", str(args.epochs),
             "--patch-size", str(args.patch_size), "--stride", "32", "--encoder-width", str(args.encoder_width),
             "--batch-size", "16", "--seed", str(args.seed), "--logdir", str(args.out / "runs"),
-            "--run-name", "segmentation", "--tb-gradcam-images", "0"]
+            "--run-name", "segmentation", "--tb-gradcam-images", "2"]
     return train_or_reuse("segmentation", argv, args.out / "runs" / "segmentation")
 
 
