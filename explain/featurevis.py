@@ -132,6 +132,21 @@ def check_objectives(model: keras.Model, objectives: Sequence[Objective]) -> Non
                 raise VisualizeError(f"Objective {objective}: {what}'s grid is {shape[1]} x {shape[2]}.")
 
 
+def inputs_feeding(model: keras.Model, layer: str) -> list[str]:
+    """The model's inputs that ``layer`` depends on, in the order the model was built with (all
+    of them for a layer inside a nested model, whose graph is not followed)."""
+    names = [t.name for t in (model.input.values() if isinstance(model.input, dict) else model.inputs)]
+    if layer not in {l.name for l in model.layers}:
+        return names
+    found, pending = set(), list(model.get_layer(layer)._inbound_nodes[:1])
+    while pending:
+        node = pending.pop()
+        if node.is_input:
+            found.add(node.operation.name)
+        pending += node.parent_nodes
+    return [name for name in names if name in found] or names
+
+
 class _Parametrization:
     """Images as a function of free parameters: pixels, or a spectrum scaled by 1/frequency
     (Olah et al. 2017), colours decorrelated for RGB, squashed into ``value_range``."""
@@ -382,8 +397,8 @@ def network_inversion(model: keras.Model, images, layer: str, *, steps: int = 30
         images: the originals, an array for a single-input model or a dict by input name.
         layer: the layer whose activations are matched.
         tv: weight of the total-variation prior (in units of the value range).
-        input_name: for a multi-input model, the input reconstructed (default the first);
-            the others are held at the originals.
+        input_name: for a multi-input model, the input reconstructed (default the first one
+            the layer depends on); the others are held at the originals.
         Other arguments as :func:`activation_maximization`.
 
     Raises:
@@ -391,10 +406,14 @@ def network_inversion(model: keras.Model, images, layer: str, *, steps: int = 30
         VisualizeError: the layer does not depend differentiably on the input.
     """
     originals = {name: x.numpy() for name, x in as_input_dict(model, images).items()}
-    input_name = input_name or next(iter(originals))
+    check_objectives(model, [Objective(layer, 0)])
+    feeding = inputs_feeding(model, layer)
+    input_name = input_name or feeding[0]
     if input_name not in originals:
         raise VisualizeError(f"Model {model.name!r} has no input {input_name!r}; it takes {sorted(originals)}.")
-    check_objectives(model, [Objective(layer, 0)])
+    if input_name not in feeding:
+        raise VisualizeError(f"Layer {layer!r} does not depend on input {input_name!r}, only on {feeding}: invert "
+                             "one of those, or choose a layer of that input's branch.")
     recorded = {}
     record_outputs(model, structured_inputs(model, {k: tf.constant(v) for k, v in originals.items()}),
                    frozenset([layer]), recorded)

@@ -22,8 +22,8 @@ from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.seismic import read_section, section_patches, without_nan
 from explain import LayerError
 from explain.featurevis import (PARAMETRIZATIONS, Objective, Range, Transforms, VisualizeError,
-                                activation_maximization, check_objectives, high_frequency_share, named_layers,
-                                network_inversion, objective_scores, parse_objective)
+                                activation_maximization, check_objectives, high_frequency_share, inputs_feeding,
+                                named_layers, network_inversion, objective_scores, parse_objective)
 from explain.featurevis_figures import save_grid
 from explain.loading import ExplainError, LoadedModel, load_run, loaded_model
 from explain.views import spatial_layers
@@ -60,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                              ".npy, SEG-Y or grey images, whose centre patch is taken)")
     parser.add_argument("--invert-layers", help=f"comma-separated layers for NI (default {INVERSION_LAYERS} 4-D "
                                                 "layers spread from the first to `features`)")
+    parser.add_argument("--invert-input", help="two-input models: the input reconstructed (default the first, "
+                                               "e.g. SedNet's whole); the other is held at the image's")
     parser.add_argument("--hold", metavar="INPUT=IMAGE",
                         help="two-input models (SedNet): hold one input at an image's (e.g. local=clast.png) and "
                              "optimise the other; default both are optimised")
+    parser.add_argument("--per-objective", type=int, default=1,
+                        help="AM images per objective, each from its own noise (default 1)")
     parser.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     parser.add_argument("--parametrization", choices=PARAMETRIZATIONS, default="fourier",
@@ -113,9 +117,12 @@ def channel_objectives(text: str, model: keras.Model) -> list[str]:
     return [f"{layer}:{c}" for c in range(start, stop + 1)]
 
 
-def default_inversion_layers(model: keras.Model) -> list[str]:
-    """Four 4-D layers spread evenly over the model, ending at its last one before the head."""
-    candidates = spatial_layers(model)
+def default_inversion_layers(model: keras.Model, input_name: str) -> list[str]:
+    """Four 4-D layers that depend on ``input_name``, spread evenly over the model, ending at its
+    last one before the head."""
+    layers = named_layers(model)
+    candidates = [name for name in spatial_layers(model) if input_name in inputs_feeding(model, name)
+                  and not isinstance(layers.get(name), keras.layers.Rescaling)]
     if "features" in candidates:
         candidates = candidates[:candidates.index("features") + 1]
     picks = np.linspace(0, len(candidates) - 1, min(INVERSION_LAYERS, len(candidates))).round().astype(int)
@@ -179,7 +186,8 @@ def am_figures(loaded: LoadedModel, objectives: list, title: str, stem: str, out
         loaded.model, objectives, steps=args.steps, learning_rate=args.lr, parametrization=args.parametrization,
         transforms=None if args.no_transforms else Transforms(), l2=args.l2, tv=args.tv,
         value_range=args.range, hold=hold, seed=args.seed, progress=True)
-    per_input = images if isinstance(images, dict) else {loaded.spec.input_names[0]: images}
+    per_input = ({name: images[name] for name in loaded.spec.input_names if name in images}
+                 if isinstance(images, dict) else {loaded.spec.input_names[0]: images})
     reached = objective_scores(loaded.model, {**(hold or {}), **per_input}, objectives)
     names = [loaded.class_names[o] if isinstance(o, int) else str(parse_objective(o)) for o in objectives]
     path = save_grid([list(x) for x in per_input.values()], out / f"{stem}.png", args.range,
@@ -190,10 +198,10 @@ def am_figures(loaded: LoadedModel, objectives: list, title: str, stem: str, out
              "high_frequency_share": float(s)} for name, v, s in zip(names, reached, shares)]
 
 
-def inversion_figure(loaded: LoadedModel, images: dict[str, np.ndarray], layers: list[str], paths: list[str],
-                     out: Path, args) -> list[dict]:
-    """NI of each image at each layer: one strip per image (original, then the layers) in one PNG."""
-    name = loaded.spec.input_names[0]
+def inversion_figure(loaded: LoadedModel, images: dict[str, np.ndarray], name: str, layers: list[str],
+                     paths: list[str], out: Path, args) -> list[dict]:
+    """NI of input ``name`` of each image at each layer: one strip per image (original, then the
+    layers) in one PNG."""
     results = []
     for layer in layers:
         print(f"Network inversion at {layer} ({len(paths)} image(s), {args.steps} steps)", flush=True)
@@ -202,7 +210,7 @@ def inversion_figure(loaded: LoadedModel, images: dict[str, np.ndarray], layers:
                                          input_name=name, seed=args.seed, progress=True))
     cells = [[images[name][i], *(r.images[i] for r in results)] for i in range(len(paths))]
     captions = [["", *(f"SSIM {r.ssim[i]:.2f}" for r in results)] for i in range(len(paths))]
-    figure = save_grid(cells, out / "inversion.png", args.range, row_titles=[Path(p).name for p in paths],
+    figure = save_grid(cells, out / "inversion.png", args.range, row_titles=[Path(p).stem[-16:] for p in paths],
                        column_titles=["original", *layers], captions=captions, title="Network inversion")
     return [{"figure": figure.name, "kind": "network_inversion", "image": path, "layer": r.layer,
              "ssim": float(r.ssim[i]), "feature_error": float(r.feature_error[i])}
@@ -213,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     try:
-        if args.steps < 1:
-            raise ExplainError(f"--steps must be >= 1; got {args.steps}.")
+        if args.steps < 1 or args.per_objective < 1:
+            raise ExplainError(f"--steps and --per-objective must be >= 1; got {args.steps}, {args.per_objective}.")
         run = load_run(args.model, args.unsafe)
         loaded, normalize = loaded_model(run), run.config.get("normalize", "patch")
         args.range = value_range(args.value_range, loaded.model)
@@ -229,16 +237,20 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append(([o.strip() for o in args.objectives.split(",") if o.strip()], "objectives",
                          "am_objectives"))
         inverted = read_inputs(args.invert, loaded, normalize) if args.invert else None
+        inverted_input = args.invert_input or loaded.spec.input_names[0]
+        if inverted_input not in loaded.spec.input_names:
+            raise ExplainError(f"--invert-input {inverted_input!r}: the model takes {list(loaded.spec.input_names)}.")
         layers = ([l.strip() for l in args.invert_layers.split(",")] if args.invert_layers
-                  else default_inversion_layers(loaded.model))
+                  else default_inversion_layers(loaded.model, inverted_input))
         check_objectives(loaded.model, [parse_objective(o) for objectives, _, _ in jobs for o in objectives]
                          + [Objective(layer, 0) for layer in (layers if inverted is not None else [])])
         out.mkdir(parents=True, exist_ok=True)
         rows = []
         for objectives, title, stem in jobs:
-            rows += am_figures(loaded, objectives, title, stem, out, args, hold)
+            repeated = [o for o in objectives for _ in range(args.per_objective)]
+            rows += am_figures(loaded, repeated, title, stem, out, args, hold)
         if inverted is not None:
-            rows += inversion_figure(loaded, inverted, layers, args.invert, out, args)
+            rows += inversion_figure(loaded, inverted, inverted_input, layers, args.invert, out, args)
     except (ExplainError, LayerError, VisualizeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -137,6 +137,16 @@ def test_am_of_sednet_optimises_both_inputs_or_one_beside_a_held_crop(sednet):
     assert np.all((whole >= 0) & (whole <= 255))
 
 
+def test_inversion_of_sednet_reconstructs_the_input_its_layer_depends_on(sednet):
+    rng = np.random.default_rng(0)
+    images = {"whole": rng.uniform(0, 255, (1, 48, 48, 3)).astype(np.float32),
+              "local": rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)}
+    assert network_inversion(sednet, images, "local_features", steps=2).images.shape == (1, 32, 32, 3)
+    assert network_inversion(sednet, images, "features", steps=2).images.shape == (1, 48, 48, 3)
+    with pytest.raises(VisualizeError, match="does not depend on input 'whole'"):
+        network_inversion(sednet, images, "local_features", input_name="whole", steps=2)
+
+
 def test_am_and_inversion_of_a_one_channel_segmentation_model():
     unet = build_model("unet_resnet34", 1, (SIZE, SIZE, 1), weights="none", encoder_width=8)
     images = activation_maximization(unet, [0, "stage2_out:3"], steps=8, value_range=(-3.0, 3.0))
@@ -225,6 +235,8 @@ def test_cli_inverts_a_seismic_section_with_a_one_channel_model(tmp_path):
     (["--invert-layers", "nonesuch", "--invert", "IMAGE"], "no layer 'nonesuch'"),
     (["--value-range", "1,0"], "LOW must be below HIGH"),
     (["--hold", "crop=IMAGE"], "INPUT one of"),
+    (["--invert-input", "crop", "--invert", "IMAGE"], "the model takes"),
+    (["--per-objective", "0"], "must be >= 1"),
 ])
 def test_cli_bad_input_is_one_clear_line(sednet_file, tmp_path, capsys, flags, message):
     flags = [str(sednet_file / "clast.png") if f == "IMAGE" else f for f in flags]
