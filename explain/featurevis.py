@@ -138,9 +138,12 @@ def inputs_feeding(model: keras.Model, layer: str) -> list[str]:
     names = [t.name for t in (model.input.values() if isinstance(model.input, dict) else model.inputs)]
     if layer not in {l.name for l in model.layers}:
         return names
-    found, pending = set(), list(model.get_layer(layer)._inbound_nodes[:1])
+    found, seen, pending = set(), set(), list(model.get_layer(layer)._inbound_nodes[:1])
     while pending:
         node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if node.is_input:
             found.add(node.operation.name)
         pending += node.parent_nodes

@@ -45,7 +45,7 @@ def save_grid(cells: Sequence[Sequence[np.ndarray | None]], path: str | Path, va
             if r == 0 and c < len(column_titles):
                 axis.set_title(column_titles[c], fontsize=9)
             if c == 0 and r < len(row_titles):
-                axis.set_ylabel(row_titles[r], fontsize=9)
+                axis.set_ylabel(row_titles[r], fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()

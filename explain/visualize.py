@@ -210,7 +210,7 @@ def inversion_figure(loaded: LoadedModel, images: dict[str, np.ndarray], name: s
                                          input_name=name, seed=args.seed, progress=True))
     cells = [[images[name][i], *(r.images[i] for r in results)] for i in range(len(paths))]
     captions = [["", *(f"SSIM {r.ssim[i]:.2f}" for r in results)] for i in range(len(paths))]
-    figure = save_grid(cells, out / "inversion.png", args.range, row_titles=[Path(p).stem[-16:] for p in paths],
+    figure = save_grid(cells, out / "inversion.png", args.range, row_titles=[Path(p).stem for p in paths],
                        column_titles=["original", *layers], captions=captions, title="Network inversion")
     return [{"figure": figure.name, "kind": "network_inversion", "image": path, "layer": r.layer,
              "ssim": float(r.ssim[i]), "feature_error": float(r.feature_error[i])}

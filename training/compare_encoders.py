@@ -28,7 +28,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from explain.featurevis import activation_maximization, network_inversion
+from explain import LayerError
+from explain.featurevis import Objective, VisualizeError, activation_maximization, check_objectives, network_inversion
 from explain.featurevis_figures import save_grid
 from models.unet import build_resnet34_classifier, copy_encoder, encoder_layers
 from training.compare_losses import write_data
@@ -106,10 +107,10 @@ def boundary_patches(patches: np.ndarray, shares: np.ndarray, count: int) -> np.
 
 
 def inversions(models: dict[str, keras.Model], images: np.ndarray, args: argparse.Namespace) -> list[dict]:
-    """NI of ``images`` at every encoder stage of every model: the reconstructions and SSIM."""
+    """NI of ``images`` at each of ``--stages`` of every model: the reconstructions and SSIM."""
     rows = []
     for name, model in models.items():
-        for layer in STAGES:
+        for layer in args.stages:
             print(f"Network inversion: {name} at {layer}", flush=True)
             result = network_inversion(model, images, layer, steps=args.steps, value_range=ZSCORE_RANGE,
                                        seed=args.seed)
@@ -121,12 +122,12 @@ def inversions(models: dict[str, keras.Model], images: np.ndarray, args: argpars
 
 def finding(ssim: pd.DataFrame) -> str:
     """Whether "the segmentation encoder keeps more detail at depth" holds, from the mean SSIM
-    at the deepest stages."""
-    deep = ssim.loc[list(STAGES[-2:])]
+    at the two deepest stages inverted."""
+    deep = ssim.iloc[-2:]
     transferred, scratch = deep["segmentation encoder"].mean(), deep["from scratch"].mean()
     verdict = "holds" if transferred > scratch + 0.02 else "does not hold"
-    return (f"\"The segmentation encoder keeps more detail at depth\" {verdict} here: mean SSIM at stages 3-4 "
-            f"{transferred:.3f} (segmentation encoder) vs {scratch:.3f} (from scratch); a margin of 0.02 is "
+    return (f"\"The segmentation encoder keeps more detail at depth\" {verdict} here: mean SSIM at "
+            f"{', '.join(deep.index)} {transferred:.3f} (segmentation encoder) vs {scratch:.3f} (from scratch); a margin of 0.02 is "
             "required.")
 
 
@@ -139,11 +140,11 @@ def write_pictures(models: dict, images: np.ndarray, rows: list[dict], out: Path
     for i in range(len(images)):
         cells, captions = [], []
         for name in models:
-            mine = table[(table["model"] == name) & (table["image"] == i)].set_index("layer").loc[list(STAGES)]
+            mine = table[(table["model"] == name) & (table["image"] == i)].set_index("layer").loc[args.stages]
             cells.append([images[i], *mine["reconstruction"]])
             captions.append(["", *(f"SSIM {s:.2f}" for s in mine["ssim"])])
         paths.append(save_grid(cells, out / f"inversion_{i}.png", ZSCORE_RANGE, row_titles=list(models),
-                               column_titles=["original", *STAGES], captions=captions,
+                               column_titles=["original", *args.stages], captions=captions,
                                title="Network inversion per encoder stage"))
     return paths
 
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=256, help="AM and NI optimisation steps (default 256)")
     parser.add_argument("--am-images", type=int, default=4, help="AM images per model (default 4)")
     parser.add_argument("--ni-images", type=int, default=3, help="test patches inverted (default 3)")
+    parser.add_argument("--stages", type=lambda text: [s.strip() for s in text.split(",")], default=list(STAGES),
+                        help=f"encoder layers inverted, comma-separated (default {','.join(STAGES)})")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     return parser
 
@@ -185,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     unet = keras.saving.load_model(run / "model.keras", compile=False)
+    try:
+        check_objectives(unet, [Objective(stage, 0) for stage in args.stages])
+    except (LayerError, VisualizeError) as err:
+        print(f"error: --stages: {err}", file=sys.stderr)
+        return 2
     data = labelled_patches(run, args.stride, args.salt_share, args.out)
     print("Patches per split (salt / all): " + ", ".join(f"{split} {labels.sum()}/{len(labels)}"
                                                         for split, (_, labels, _) in data.items()), flush=True)
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures = write_pictures(models, images, [r for r in rows if r["model"] in models], args.out, args)
     table = pd.DataFrame(rows).drop(columns="reconstruction")
     table.to_csv(args.out / "compare_encoders.csv", index=False)
-    ssim = table.pivot_table(index="layer", columns="model", values="ssim").loc[list(STAGES), table["model"].unique()]
+    ssim = table.pivot_table(index="layer", columns="model", values="ssim").loc[args.stages, table["model"].unique()]
     accuracies = {name: accuracy(model, test_patches, test_labels) for name, model in models.items()}
     report = markdown(ssim, accuracies, finding(ssim), args, (time.perf_counter() - started) / 60)
     (args.out / "compare_encoders.md").write_text(report)

@@ -1,0 +1,67 @@
+"""The salt thesis's encoder comparison: the encoder transfer and ``python -m training.compare_encoders``
+end to end on tiny settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.unet import build_resnet34_classifier, build_unet_resnet34, copy_encoder, encoder_layers
+from datasets.synthetic import write_dataset
+from training.compare_encoders import main
+from training.config import parse_config
+
+
+def test_copy_encoder_carries_every_encoder_weight_and_nothing_else():
+    unet = build_unet_resnet34(1, (32, 32, 1), encoder_width=8)
+    classifier = build_resnet34_classifier(2, (32, 32, 1), encoder_width=8)
+    head = [w.copy() for w in classifier.get_layer("logits").get_weights()]
+    copied = copy_encoder(unet, classifier)
+    assert copied == encoder_layers(classifier)
+    assert "merger_1" in copied and any(name.startswith("stage4") for name in copied)
+    for name in copied:
+        for mine, theirs in zip(classifier.get_layer(name).get_weights(), unet.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    assert all(np.array_equal(a, b) for a, b in zip(head, classifier.get_layer("logits").get_weights()))
+
+
+def test_copy_encoder_refuses_another_width():
+    with pytest.raises(ValueError, match="encoder width"):
+        copy_encoder(build_unet_resnet34(1, (32, 32, 1), encoder_width=8),
+                     build_resnet34_classifier(2, (32, 32, 1), encoder_width=16))
+
+
+@pytest.fixture(scope="module")
+def segmentation_run(tmp_path_factory):
+    """A --task segment run folder as training.run leaves it (an untrained U-Net: training is
+    tested in test_segment_run.py)."""
+    root = tmp_path_factory.mktemp("segment")
+    write_dataset("seismic_salt", root / "data", n=6, seed=0, size=64)
+    run = root / "run"
+    run.mkdir()
+    parse_config(["--task", "segment", "--data", str(root / "data" / "manifest.csv"), "--patch-size", "32",
+                  "--encoder-width", "8"]).to_yaml(run / "config.yaml")
+    build_unet_resnet34(1, (32, 32, 1), encoder_width=8).save(run / "model.keras")
+    return run
+
+
+def test_compare_encoders_end_to_end(segmentation_run, tmp_path):
+    out = tmp_path / "cmp"
+    stages = ["stem_out", "stage3_out"]
+    assert main(["--out", str(out), "--segmentation", str(segmentation_run), "--encoder-width", "8",
+                 "--classifier-epochs", "2", "--stride", "16", "--steps", "2", "--am-images", "2", "--ni-images", "1",
+                 "--stages", ",".join(stages)]) == 0
+    table = pd.read_csv(out / "compare_encoders.csv")
+    assert set(table["model"]) == {"segmentation encoder", "from scratch", "segmentation U-Net"}
+    assert sorted(table["layer"].unique()) == sorted(stages) and len(table) == 3 * len(stages)
+    assert table["ssim"].between(-1, 1).all()
+    report = (out / "compare_encoders.md").read_text()
+    assert "keeps more detail at depth\" holds" in report or "does not hold" in report
+    assert {"am_salt.png", "inversion_0.png", "segmentation_encoder.keras", "from_scratch.keras"} <= {
+        p.name for p in out.iterdir()}
+
+
+def test_compare_encoders_refuses_an_unknown_stage_before_training(segmentation_run, tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "cmp"), "--segmentation", str(segmentation_run), "--stages", "stage9_out"]) == 2
+    assert "stage9_out" in capsys.readouterr().err and not (tmp_path / "cmp" / "from_scratch.keras").exists()
