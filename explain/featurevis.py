@@ -150,6 +150,9 @@ def inputs_feeding(model: keras.Model, layer: str) -> list[str]:
     return [name for name in names if name in found] or names
 
 
+PARAMETRIZATIONS = ("fourier", "pixel")
+
+
 class _Parametrization:
     """Images as a function of free parameters: pixels, or a spectrum scaled by 1/frequency
     (Olah et al. 2017), colours decorrelated for RGB, squashed into ``value_range``."""
@@ -181,8 +184,6 @@ class _Parametrization:
             raw = tf.convert_to_tensor(self.variable)
         return low + (high - low) * tf.sigmoid(raw)
 
-
-PARAMETRIZATIONS = ("fourier", "pixel")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from explain import LayerError
 from explain.featurevis import Objective, VisualizeError, activation_maximization, check_objectives, network_inversion
 from explain.featurevis_figures import save_grid
 from models.unet import build_resnet34_classifier, copy_encoder, encoder_layers
-from training.compare_losses import write_data
+from training.compare_losses import run_name, train_argv, write_data
 from training.config import TrainConfig, read_yaml
 from training.experiments import markdown_table, train_or_reuse
 from training.tasks.segment import prepare_segmentation_data
@@ -43,16 +43,14 @@ CLASS_NAMES = ["no_salt", "salt"]
 
 
 def segmentation_run(args: argparse.Namespace) -> Path:
-    """The U-Net run whose encoder is transferred: ``--segmentation``, or trained (or reused)
-    with the settings of ``training.compare_losses`` and the BCE loss."""
+    """The U-Net run whose encoder is transferred: ``--segmentation``, or ``training.compare_losses``'
+    bce run (trained, or reused when it finished with the same settings)."""
     if args.segmentation:
         return Path(args.segmentation)
     manifest = write_data(args.out / "data", args.n, args.size, args.seed)
-    argv = ["--task", "segment", "--loss", "bce", "--data", str(manifest), "--epochs", str(args.epochs),
-            "--patch-size", str(args.patch_size), "--stride", "32", "--encoder-width", str(args.encoder_width),
-            "--batch-size", "16", "--seed", str(args.seed), "--logdir", str(args.out / "runs"),
-            "--run-name", "segmentation", "--tb-gradcam-images", "2"]
-    return train_or_reuse("segmentation", argv, args.out / "runs" / "segmentation")
+    settings = argparse.Namespace(**{**vars(args), "stride": 32, "batch_size": 16})
+    return train_or_reuse("segmentation", train_argv("bce", manifest, args.out / "runs", settings),
+                          args.out / "runs" / run_name("bce"))
 
 
 def labelled_patches(run: Path, stride: int, salt_share: float, out: Path) -> dict[str, tuple[np.ndarray, ...]]:
@@ -182,17 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # the classifier's encoder layers are named as the U-Net's, at any width
+        check_objectives(build_resnet34_classifier(2, (32, 32, 1), encoder_width=8),
+                         [Objective(stage, 0) for stage in args.stages])
         run = segmentation_run(args)
-    except RuntimeError as err:
+    except (LayerError, VisualizeError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     unet = keras.saving.load_model(run / "model.keras", compile=False)
-    try:
-        check_objectives(unet, [Objective(stage, 0) for stage in args.stages])
-    except (LayerError, VisualizeError) as err:
-        print(f"error: --stages: {err}", file=sys.stderr)
-        return 2
     data = labelled_patches(run, args.stride, args.salt_share, args.out)
     print("Patches per split (salt / all): " + ", ".join(f"{split} {labels.sum()}/{len(labels)}"
                                                         for split, (_, labels, _) in data.items()), flush=True)
