@@ -37,6 +37,10 @@ class LabelledSection:
     salt: np.ndarray  # bool (H, W)
     split: str
 
+    @property
+    def truth(self) -> np.ndarray:
+        return self.salt
+
 
 def write_segy(path: str | os.PathLike, section: np.ndarray, dt_us: int = 2000) -> None:
     """Writes an (H, W) section as a 2D SEG-Y file (IEEE floats), one trace per column."""
@@ -82,7 +86,7 @@ def read_section(path: str | os.PathLike, inline: int | None = None) -> np.ndarr
     if suffix in SEGY_SUFFIXES:
         section = read_segy(path, inline)
     elif suffix == ".npy":
-        section = _load_npy(path)
+        section = load_npy(path)
     else:
         section = _read_gray(path)
     if section.ndim != 2 or min(section.shape) < 1:
@@ -90,26 +94,31 @@ def read_section(path: str | os.PathLike, inline: int | None = None) -> np.ndarr
     return section.astype(np.float32)
 
 
-def read_salt_mask(path: str | os.PathLike) -> np.ndarray:
-    """A boolean (H, W) salt mask from PNG/TIFF or ``.npy``.
+def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
+    """A boolean (H, W) mask (salt, ice, ...) from PNG/TIFF or ``.npy``.
 
     Raises:
         UnreadableImageError: unreadable, or not binary (more than two values, or two values
             other than 0 and 1 or 0 and 255).
     """
     path = Path(path)
-    mask = _load_npy(path) if path.suffix.lower() == ".npy" else _read_gray(path)
+    mask = load_npy(path) if path.suffix.lower() == ".npy" else _read_gray(path)
     if mask.ndim != 2:
         raise UnreadableImageError(f"is not a 2D mask (shape {mask.shape})")
     values = np.unique(mask)
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
-        raise UnreadableImageError(f"is not a binary mask: it holds {len(values)} values ({shown}); a salt mask "
-                                   "holds 0 (no salt) and 1 or 255 (salt)")
+        raise UnreadableImageError(f"is not a binary mask: it holds {len(values)} values ({shown}); a mask holds "
+                                   "0 (background) and 1 or 255 (salt, ice, ...)")
     return mask > 0
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
+    """An array from ``.npy`` (never unpickled).
+
+    Raises:
+        UnreadableImageError: not a readable ``.npy`` file.
+    """
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -152,7 +161,7 @@ def read_labelled_section(section: str | os.PathLike, mask: str | os.PathLike,
     """
     amplitude = read_section(section, inline)
     try:
-        salt = read_salt_mask(mask)
+        salt = read_binary_mask(mask)
     except UnreadableImageError as err:
         raise UnreadableImageError(f"its mask {mask} {err}") from err
     if salt.shape != amplitude.shape:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from models import sednet, transfer, unet
+from models import fusion, sednet, transfer, unet
 from models.metrics import ConfusionMatrixAccuracy
 from models.transfer import WeightsError, unfreeze_top
 
@@ -29,7 +29,7 @@ class ModelEntry:
     default_weights: str | None
     task: str = "classify"  # or "detect", "segment"
     has_imagenet_weights: bool = True
-    input_names: tuple[str, ...] = ("image",)  # a second input is a local crop of the first
+    input_names: tuple[str, ...] = ("image",)  # classify: a second input is a local crop of the first
     config_options: tuple[str, ...] = ()  # builder keywords the trainer takes from its config of the same names
 
 
@@ -62,6 +62,11 @@ register("detector", ModelEntry(_build_detector, min_input_size=64,  # the coars
 
 register("unet_resnet34", ModelEntry(unet.build_unet_resnet34, unet.MIN_INPUT_SIZE, None, task="segment",
                                      has_imagenet_weights=False, config_options=("encoder_width",)))
+
+
+register("fusion_aspp", ModelEntry(fusion.build_fusion_aspp, fusion.MIN_INPUT_SIZE, None, task="segment",
+                                   has_imagenet_weights=False, input_names=fusion.INPUT_NAMES,
+                                   config_options=("fusion_size",)))
 
 
 def model_names(task: str) -> list[str]:

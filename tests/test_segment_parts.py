@@ -12,7 +12,7 @@ import tensorflow as tf
 from scipy.ndimage import distance_transform_cdt, maximum_filter, minimum_filter
 
 from datasets.images import UnreadableImageError
-from datasets.seismic import read_salt_mask, read_section, section_patches, split_sections, write_segy, zscore
+from datasets.seismic import read_binary_mask, read_section, section_patches, split_sections, write_segy, zscore
 from datasets.synthetic import write_dataset
 from datasets.synthetic.seismic_salt import SHAPES, generate
 from datasets.tiles import blend_tiles, cut_tiles, tile_starts
@@ -43,7 +43,7 @@ def test_written_set_reads_back_from_npy_segy_and_png(tmp_path):
     for row in table.itertuples():
         from_npy = read_section(tmp_path / row.section)
         np.testing.assert_array_equal(read_section(tmp_path / row.segy), from_npy)
-        assert from_npy.shape == (64, 80) and read_salt_mask(tmp_path / row.mask).shape == (64, 80)
+        assert from_npy.shape == (64, 80) and read_binary_mask(tmp_path / row.mask).shape == (64, 80)
 
 
 def test_segy_inline_of_a_3d_cube_and_16_bit_png(tmp_path):
@@ -66,9 +66,9 @@ def test_bad_sections_and_masks_are_named(tmp_path):
         read_section(tmp_path / "broken.sgy")
     np.save(tmp_path / "gray.npy", np.array([[0, 1], [2, 255]], np.uint8))
     with pytest.raises(UnreadableImageError, match="not a binary mask: it holds 4 values"):
-        read_salt_mask(tmp_path / "gray.npy")
+        read_binary_mask(tmp_path / "gray.npy")
     np.save(tmp_path / "binary.npy", np.array([[0, 1], [1, 0]], np.uint8))
-    assert read_salt_mask(tmp_path / "binary.npy").sum() == 2
+    assert read_binary_mask(tmp_path / "binary.npy").sum() == 2
 
 
 def test_sections_are_split_as_wholes_with_every_split_filled():

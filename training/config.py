@@ -19,6 +19,7 @@ import yaml
 from datasets.synthetic import GENERATORS
 from datasets.seismic import NORMALIZATIONS
 from models import MODELS
+from models.fusion import SIZES as FUSION_SIZES
 from models.losses import SEGMENTATION_LOSSES
 from training.distribute import STRATEGIES
 from training.errors import ConfigError
@@ -64,6 +65,8 @@ class TrainConfig:
                              choices=NORMALIZATIONS)
     encoder_width: int = _option(64, "segment: filters of the U-Net encoder's first stage (64 is ResNet34; "
                                      "smaller is faster)")
+    fusion_size: str = _option("small", "segment, fusion_aspp: small (14 components in every group of the mixing "
+                                        "layer) or large (28 in the atrous Scales 2-16)", choices=FUSION_SIZES)
     image_size: int = _option(96, "side in pixels the (whole) image is resized to")
     local_size: int = _option(48, "side in pixels of SedNet's local crop (ignored by other models)")
     epochs: int = _option(20, "training epochs")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from datasets.images import read_image, write_image
 from datasets.seismic import section_image, write_segy
-from datasets.synthetic import seismic_salt, sigma_clasts, thin_sections
+from datasets.synthetic import sea_ice, seismic_salt, sigma_clasts, thin_sections
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,32 @@ def _preview_sections(out: Path, rows: list[dict], count: int = 3) -> np.ndarray
     return np.concatenate(pictures[:-1], axis=1)
 
 
+def _write_sea_ice(rng, size, label, stem, out: Path, options) -> list[dict]:
+    scene = sea_ice.generate(rng, size, mwr_scale=options["mwr_scale"])
+    paths = {"sar": f"sar/{stem}.npy", "mwr": f"mwr/{stem}.npy", "mask": f"masks/{stem}.png"}
+    for source in ("sar", "mwr"):
+        (out / source).mkdir(parents=True, exist_ok=True)
+        np.save(out / paths[source], getattr(scene, source))
+    write_image(out / paths["mask"], scene.ice.astype(np.uint8) * 255)
+    return [dict(**paths, label=label, wind=round(scene.wind, 3), ice_fraction=round(float(scene.ice.mean()), 3))]
+
+
+def _preview_sea_ice(out: Path, rows: list[dict], count: int = 3) -> np.ndarray:
+    """Per scene: SAR HH, the radiometer's 18.7 GHz H channel upsampled, the ice mask."""
+    strips = []
+    for row in rows[:count]:
+        sar, mwr = np.load(out / row["sar"]), np.load(out / row["mwr"])
+        size = sar.shape[1::-1]
+        panels = [sar[..., 0], cv2.resize(mwr[..., 6], size, interpolation=cv2.INTER_NEAREST),
+                  read_image(out / row["mask"])[..., 0] / 255.0]
+        gap = np.full((sar.shape[0], 4), 255, np.uint8)
+        scaled = [np.clip((p - p.min()) / max(np.ptp(p), 1e-6) * 255, 0, 255).astype(np.uint8) for p in panels]
+        strips.append(np.concatenate([scaled[0], gap, scaled[1], gap, scaled[2]], axis=1))
+    gap = np.full((6, strips[0].shape[1]), 255, np.uint8)
+    picture = np.concatenate([p for strip in strips for p in (strip, gap)][:-1], axis=0)
+    return np.repeat(picture[..., None], 3, axis=-1)
+
+
 GENERATORS: dict[str, SyntheticSet] = {}
 
 
@@ -146,6 +172,16 @@ register("seismic_salt", SyntheticSet(
      Option("shape", str, None, "draw only this salt shape", choices=(None, *seismic_salt.SHAPES)),
      Option("snr", float, 8.0, "signal-to-noise ratio (standard deviations)", bounds=(0.1, 1000))),
     preview=_preview_sections))
+
+
+register("sea_ice", SyntheticSet(
+    "sea-ice scenes from two sensors: SAR (HH, HV) at full resolution, where rough open water can be as bright as "
+    "ice, and a 14-channel radiometer at 1/mwr_scale resolution with clear ice/water contrast; exact ice masks; "
+    "--size is the SAR side in pixels",
+    ("ice",), (), _write_sea_ice,
+    (Option("mwr_scale", int, 8, "SAR pixels per radiometer pixel along a side (must divide --size)",
+            bounds=(1, 64)),),
+    preview=_preview_sea_ice))
 
 
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,

@@ -1,4 +1,6 @@
-"""``--task segment``: salt bodies in 2D seismic sections, pixel by pixel (the salt thesis).
+"""``--task segment``: a mask per pixel, of salt in seismic sections or of sea ice in fused scenes.
+
+Salt (the salt thesis, model ``unet_resnet34``):
 
 Sections are split as wholes, cut into overlapping patches (``--patch-size``, ``--stride``),
 z-scored per patch or per section (``--normalize``) and fed to the U-Net-ResNet34 with one of
@@ -8,12 +10,14 @@ similarity (:mod:`training.segmentation_metrics`): on the validation sections ea
 (``val_dice``, ``val_iou``, ``val_ps`` next to the loss in TensorBoard, with pictures of
 section, truth, prediction and error) and on every split of the best model in
 ``metrics.json``, with overlays of the test sections.
+
+Sea ice (the fusion paper, model ``fusion_aspp``; :mod:`training.tasks.fusion`): each sample
+is a SAR scene with its coarse radiometer grid, fed whole; scored and pictured the same way.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +37,7 @@ from models.losses import SEGMENTATION_LOSSES
 from training import callbacks as tb
 from training.segmentation_metrics import BAND_WIDTH, mask_scores
 from training.tasks import Task, register_task
+from training.tasks.fusion import FusionData, is_fusion_model, prepare_fusion_data
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -51,14 +56,33 @@ class SegmentationData:
     class_names: list[str] = field(default_factory=lambda: ["salt"])
     _patches: dict = field(default_factory=dict, repr=False)
 
-    def split_sections(self, split: str) -> list[LabelledSection]:
+    def items(self, split: str) -> list[LabelledSection]:
+        """The labelled sections of one split (each has ``name`` and ``truth``)."""
         return [s for s in self.sections if s.split == split]
+
+    def predict(self, model: keras.Model, items: list[LabelledSection], batch_size: int) -> list[np.ndarray]:
+        """Salt probability of each whole section, patch by patch and blended."""
+        return [predict_section(model, s.amplitude, self.patch_size, self.stride, self.normalize, batch_size)
+                for s in items]
+
+    def picture(self, item: LabelledSection, probability: np.ndarray) -> np.ndarray:
+        return section_picture(item.amplitude, item.salt, probability)
+
+    picture_legend = "section, true salt, predicted probability, error (blue: missed salt, red: false salt)"
+
+    def model_options(self, config: TrainConfig) -> dict:
+        """``input_shape`` and the builder options the data decide."""
+        return {"input_shape": (config.patch_size, config.patch_size, 1)}
+
+    def settings(self, config: TrainConfig) -> dict:
+        """What metrics.json records about how the data were fed."""
+        return {"patch_size": self.patch_size, "stride": self.stride, "normalize": self.normalize}
 
     def patches(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """All patches of a split's sections and their salt masks, (N, P, P, 1) float32 each."""
         if split not in self._patches:
             cut = [section_patches(s.amplitude, self.patch_size, self.stride, self.normalize, s.salt)
-                   for s in self.split_sections(split)]
+                   for s in self.items(split)]
             self._patches[split] = (np.concatenate([c[0] for c in cut]), np.concatenate([c[2] for c in cut]))
         return self._patches[split]
 
@@ -76,6 +100,9 @@ class SegmentationData:
             if config.augment:
                 data = data.map(lambda x, y: _flip_left_right(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
         return data.batch(config.batch_size * replicas, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+
+
+SegmentData = SegmentationData | FusionData
 
 
 def _flip_left_right(patch, mask, seed: int):
@@ -147,20 +174,19 @@ def _gray(values: np.ndarray) -> np.ndarray:
 
 
 class SectionScores(tb.SummaryCallback):
-    """Predicts the validation sections whole at each epoch's end and adds ``val_dice``,
-    ``val_iou`` and ``val_ps`` (means over sections) to the logs; every ``picture_freq``
-    epochs (0: never) it writes section, truth, prediction and error of the first
-    ``picture_count`` sections as TensorBoard images ``sections/<nn>``."""
+    """Predicts the validation sections (or scenes) whole at each epoch's end and adds
+    ``val_dice``, ``val_iou`` and ``val_ps`` (means over them) to the logs; every
+    ``picture_freq`` epochs (0: never) it writes pictures of input, truth, prediction and error
+    of the first ``picture_count`` as TensorBoard images ``sections/<nn>``."""
 
-    def __init__(self, log_dir, data: SegmentationData, batch_size: int, picture_count: int, picture_freq: int):
+    def __init__(self, log_dir, data: SegmentData, batch_size: int, picture_count: int, picture_freq: int):
         super().__init__(log_dir)
-        self.sections, self.data, self.batch_size = data.split_sections("val"), data, batch_size
+        self.items, self.data, self.batch_size = data.items("val"), data, batch_size
         self.picture_count, self.picture_freq = picture_count, picture_freq
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = [predict_section(self.model, s.amplitude, self.data.patch_size, self.data.stride,
-                                         self.data.normalize, self.batch_size) for s in self.sections]
-        scores = [mask_scores(s.salt, p > 0.5) for s, p in zip(self.sections, probabilities)]
+        probabilities = self.data.predict(self.model, self.items, self.batch_size)
+        scores = [mask_scores(item.truth, p > 0.5) for item, p in zip(self.items, probabilities)]
         if logs is not None:
             logs.update({f"val_{name}": float(np.mean([s[name] for s in scores])) for name in SCORES})
         if self.active and self.picture_freq and epoch % self.picture_freq == 0:
@@ -168,22 +194,24 @@ class SectionScores(tb.SummaryCallback):
 
     def _write_pictures(self, epoch: int, probabilities: list[np.ndarray]) -> None:
         with self.writer("validation").as_default(step=epoch):
-            for i, (section, probability) in enumerate(zip(self.sections[:self.picture_count], probabilities)):
-                picture = section_picture(section.amplitude, section.salt, probability)
-                tf.summary.image(f"sections/{i:02d}", picture[None],
-                                 description=f"{section.name}: section, true salt, predicted probability, error "
-                                             "(blue: missed salt, red: false salt)")
+            for i, (item, probability) in enumerate(zip(self.items[:self.picture_count], probabilities)):
+                tf.summary.image(f"sections/{i:02d}", self.data.picture(item, probability)[None],
+                                 description=f"{item.name}: {self.data.picture_legend}")
 
 
 class SegmentTask(Task):
     name = "segment"
-    description = ("salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches stitched back); data "
-                   "are a manifest section,mask[,split][,inline] of SEG-Y/.npy/PNG sections")
+    description = ("per-pixel masks: salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches "
+                   "stitched back; data a manifest section,mask[,split][,inline] of SEG-Y/.npy/PNG sections), or sea "
+                   "ice from SAR and a coarse radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy "
+                   "arrays)")
     defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
                 "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
     strategies = ("auto", "default", "mirrored")
 
     def config_problems(self, config: TrainConfig) -> list[str]:
+        if is_fusion_model(config.model):
+            return []  # scenes are fed whole: no patches
         problems = []
         if config.patch_size < 32 or config.patch_size % 32:
             problems.append(f"patch_size={config.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
@@ -191,13 +219,13 @@ class SegmentTask(Task):
             problems.append(f"stride={config.stride} must lie in [1, patch_size={config.patch_size}]")
         return problems
 
-    def prepare_data(self, config: TrainConfig, run_dir: Path) -> SegmentationData:
-        return prepare_segmentation_data(self.resolve_source(config), config, run_dir)
+    def prepare_data(self, config: TrainConfig, run_dir: Path) -> SegmentData:
+        prepare = prepare_fusion_data if is_fusion_model(config.model) else prepare_segmentation_data
+        return prepare(self.resolve_source(config), config, run_dir)
 
-    def build_model(self, config: TrainConfig, data: SegmentationData) -> keras.Model:
+    def build_model(self, config: TrainConfig, data: SegmentData) -> keras.Model:
         options = {name: getattr(config, name) for name in MODELS[config.model].config_options}
-        return build_model(config.model, 1, (config.patch_size, config.patch_size, 1), weights=config.weights,
-                           **options)
+        return build_model(config.model, 1, weights=config.weights, **data.model_options(config), **options)
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
@@ -205,29 +233,26 @@ class SegmentTask(Task):
                       metrics=[keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
                       jit_compile=jit)
 
-    def epoch_metrics(self, config: TrainConfig, run_dir: Path, data: SegmentationData) -> list:
+    def epoch_metrics(self, config: TrainConfig, run_dir: Path, data: SegmentData) -> list:
         return [SectionScores(run_dir, data, config.batch_size, config.tb_gradcam_images, config.tb_gradcam_freq)]
 
-    def evaluate(self, model: keras.Model, config: TrainConfig, data: SegmentationData, run_dir: Path) -> dict:
-        """Predicts every labelled section whole; writes metrics.json (per section and the mean
-        over each split's sections) and ``sections/<name>.png`` pictures of the test sections."""
+    def evaluate(self, model: keras.Model, config: TrainConfig, data: SegmentData, run_dir: Path) -> dict:
+        """Predicts every labelled section (or scene) whole; writes metrics.json (per item and
+        the mean over each split's items) and ``sections/<name>.png`` pictures of the test ones."""
         metrics = {}
         pictures = run_dir / "sections"
         for split in SPLITS:
-            per_section = {}
-            for section in data.split_sections(split):
-                probability = predict_section(model, section.amplitude, config.patch_size, config.stride,
-                                              config.normalize, config.batch_size)
-                per_section[section.name] = mask_scores(section.salt, probability > 0.5)
+            items = data.items(split)
+            per_item = {}
+            for item, probability in zip(items, data.predict(model, items, config.batch_size)):
+                per_item[item.name] = mask_scores(item.truth, probability > 0.5)
                 if split == "test":
-                    write_image(pictures / f"{Path(section.name).stem}.png",
-                                section_picture(section.amplitude, section.salt, probability))
-            metrics[split] = {**{name: float(np.mean([s[name] for s in per_section.values()])) for name in SCORES},
-                              "count": len(per_section), "sections": per_section}
+                    write_image(pictures / f"{Path(item.name).stem}.png", data.picture(item, probability))
+            metrics[split] = {**{name: float(np.mean([s[name] for s in per_item.values()])) for name in SCORES},
+                              "count": len(per_item), "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
             {"class_names": data.class_names, "loss": config.loss, "ps_band_width": BAND_WIDTH,
-             "patch_size": config.patch_size, "stride": config.stride, "normalize": config.normalize, **metrics},
-            indent=2))
+             **data.settings(config), **metrics}, indent=2))
         return metrics
 
     def final_scalars(self, metrics: dict) -> dict[str, float]:
@@ -235,15 +260,16 @@ class SegmentTask(Task):
 
     def headline(self, metrics: dict) -> str:
         test = metrics["test"]
-        return (f"Test sections: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} "
+        return (f"Test: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} "
                 f"(mean of {test['count']}).")
 
     def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
-        return [("metrics", f"{run_dir / 'metrics.json'} (Dice, IoU, PS per section and split)"),
-                ("test sections", f"{run_dir / 'sections'}/*.png (section, truth, prediction, error)"),
+        return [("metrics", f"{run_dir / 'metrics.json'} (Dice, IoU, PS per section or scene, and per split)"),
+                ("test pictures", f"{run_dir / 'sections'}/*.png (input, truth, prediction, error)"),
                 ("whole sections", f"python -m training.predict --model {run_dir} --section FILE --out DIR")]
 
 
 register_task(SegmentTask())
 
-__all__ = ["NORMALIZATIONS", "SegmentTask", "SegmentationData", "predict_section", "section_picture"]
+__all__ = ["NORMALIZATIONS", "FusionData", "SegmentData", "SegmentTask", "SegmentationData", "predict_section",
+           "section_picture"]

@@ -1,0 +1,120 @@
+"""Two-source samples for fusion segmentation: a SAR scene, its coarse radiometer grid, its mask.
+
+A manifest CSV has the columns ``sar,mwr,mask[,split]`` (paths relative to the manifest's
+folder). ``sar`` is an ``.npy`` array (H, W, C) (or (H, W): one channel), ``mwr`` an ``.npy``
+array (H/s, W/s, K) on a grid s times coarser along both sides, ``mask`` a binary PNG/TIFF or
+``.npy`` of H x W. Values enter the model as they are, so scale them to about unit range
+beforehand (AI4Arctic's ready-to-train files are; ``python -m datasets.synthetic sea_ice``
+writes them so). Every sample must have the sizes of the first usable one; one that does not,
+or whose sources disagree, goes to ``bad_files.csv`` with both shapes named.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datasets.images import UnreadableImageError, read_each
+from datasets.seismic import load_npy, read_binary_mask, without_nan
+from datasets.tables import DataError
+
+COLUMNS = ("sar", "mwr", "mask")
+
+
+@dataclass
+class FusionSample:
+    name: str  # the SAR file as the manifest gives it
+    sar: np.ndarray  # float32 (H, W, C)
+    mwr: np.ndarray  # float32 (H/s, W/s, K)
+    truth: np.ndarray  # bool (H, W)
+    split: str | None = None
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        return {"sar": self.sar, "mwr": self.mwr}
+
+
+def read_fusion_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """The manifest's rows with absolute ``sar``, ``mwr`` and ``mask`` paths.
+
+    Raises:
+        DataError: no such file, not a CSV, or a missing column (the columns it has are named).
+    """
+    path = Path(path).expanduser()
+    if path.is_dir() or path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: two-source data are a CSV manifest with columns sar,mwr,mask[,split] (.npy arrays, "
+                        "paths relative to the manifest's folder), or synthetic:sea_ice.")
+    if not path.is_file():
+        raise DataError(f"Manifest not found: {path}")
+    table = pd.read_csv(path, dtype={column: str for column in (*COLUMNS, "split")})
+    missing = [column for column in COLUMNS if column not in table.columns]
+    if missing:
+        raise DataError(f"{path} has no {', '.join(repr(c) for c in missing)} column(s); its columns are "
+                        f"{list(table.columns)}. A two-source manifest has sar,mwr,mask[,split].")
+    for column in COLUMNS:
+        table[column] = [str(path.parent / p) if isinstance(p, str) and p else None for p in table[column]]
+    return table
+
+
+def read_fusion_sample(sar_path: str, mwr_path: str, mask_path: str | None) -> FusionSample:
+    """One sample, its sources checked against each other.
+
+    Raises:
+        UnreadableImageError: a file cannot be read, or the sizes disagree (both shapes named).
+    """
+    sar = _array(sar_path, "SAR")
+    try:
+        mwr = _array(mwr_path, "radiometer")
+    except UnreadableImageError as err:
+        raise UnreadableImageError(f"its radiometer file {mwr_path} {err}") from err
+    rows, cols = sar.shape[:2]
+    scale = rows // mwr.shape[0] if mwr.shape[0] else 0
+    if not scale or mwr.shape[0] * scale != rows or mwr.shape[1] * scale != cols:
+        raise UnreadableImageError(
+            f"the SAR is {rows} x {cols} but its radiometer grid {mwr_path} is {mwr.shape[0]} x {mwr.shape[1]}: both "
+            "sides must be the SAR's divided by one whole factor (SAR pixels per radiometer pixel)")
+    truth = None
+    if mask_path:
+        try:
+            truth = read_binary_mask(mask_path)
+        except UnreadableImageError as err:
+            raise UnreadableImageError(f"its mask {mask_path} {err}") from err
+        if truth.shape != (rows, cols):
+            raise UnreadableImageError(f"the SAR is {rows} x {cols} but its mask {mask_path} is "
+                                       f"{truth.shape[0]} x {truth.shape[1]}")
+    return FusionSample(sar_path, without_nan(sar, sar_path), without_nan(mwr, mwr_path), truth)
+
+
+def _array(path: str, what: str) -> np.ndarray:
+    array = load_npy(Path(path))
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or min(array.shape) < 1:
+        raise UnreadableImageError(f"is not a {what} array (H, W, channels): its shape is {array.shape}")
+    return array.astype(np.float32)
+
+
+def load_fusion_samples(table: pd.DataFrame, bad: list[dict]) -> list[FusionSample]:
+    """Every labelled sample that can be used; the others go to ``bad`` with the reason, as does
+    a sample whose sizes differ from the first usable one's (a batch needs one size)."""
+    rows = table[table["mask"].notna()].itertuples(index=False)
+    samples = []
+    for row, sample in read_each(rows, bad, lambda r: r.sar, lambda r: read_fusion_sample(r.sar, r.mwr, r.mask)):
+        split = getattr(row, "split", None)
+        sample.split = split if isinstance(split, str) else None
+        if samples and (sample.sar.shape, sample.mwr.shape) != (samples[0].sar.shape, samples[0].mwr.shape):
+            bad.append({"path": row.sar, "reason": (
+                f"its SAR is {_shape(sample.sar)} and its radiometer {_shape(sample.mwr)}, but the first sample "
+                f"{samples[0].name} has {_shape(samples[0].sar)} and {_shape(samples[0].mwr)}; every sample "
+                "needs the same sizes")})
+            continue
+        samples.append(sample)
+    return samples
+
+
+def _shape(array: np.ndarray) -> str:
+    return " x ".join(str(n) for n in array.shape)

@@ -1,0 +1,103 @@
+"""Synthetic sea-ice scenes seen by two sensors: SAR at full resolution and a coarse radiometer.
+
+Built so that, by construction, the radiometer decides homogeneous areas and SAR only edges,
+as the fusion paper reads its sensors (Malmgren-Hansen et al., DTU):
+
+- ice: a smooth random field thresholded at a drawn level (large pack-ice areas and open
+  water), plus small floes drifting in the water and narrow leads cutting the ice, most of
+  them narrower than one radiometer pixel. The mask is exact.
+- SAR (two channels, HH and HV, in dB with multiplicative speckle): ice has a fixed mean
+  backscatter and a rough, ridged texture; open water's backscatter rises with the scene's
+  wind speed (drawn per scene) and carries wind streaks. At moderate wind, rough water is as
+  bright as ice, so backscatter alone is ambiguous; an edge between the two is visible.
+- radiometer (14 channels: seven AMSR2 frequencies, H and V polarisation): brightness
+  temperatures mix water's and ice's by the ice concentration inside each sensor footprint
+  (a blur wider at low frequencies), sampled at 1/``mwr_scale`` resolution, with noise and a
+  per-scene atmospheric offset at the water-vapour and 89 GHz channels. Clear contrast,
+  no detail.
+
+Both sources are written scaled to about unit range, as AI4Arctic's ready-to-train files
+are: SAR ``(dB - mean) / 5``, radiometer ``(K - 200) / 40``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from datasets.synthetic.drawing import smooth_noise
+
+FREQUENCIES_GHZ = (6.9, 7.3, 10.7, 18.7, 23.8, 36.5, 89.0)
+MWR_CHANNEL_NAMES = tuple(f"{f:g}{pol}" for f in FREQUENCIES_GHZ for pol in ("H", "V"))
+# Brightness temperatures (K) of open water and first-year ice per channel, after the usual
+# AMSR2 signatures: water is radiometrically cold, most of all at H polarisation.
+WATER_K = np.array([[85, 160], [86, 161], [90, 165], [105, 180], [125, 195], [130, 205], [175, 230]], np.float32).ravel()
+ICE_K = np.array([[235, 250], [235, 250], [236, 250], [237, 251], [238, 251], [236, 248], [225, 238]], np.float32).ravel()
+HUMID = np.isin(np.arange(14), [8, 9, 12, 13])  # 23.8 GHz (water vapour) and 89 GHz, both polarisations
+SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-24.0, -30.0), "water_per_wind": (14.0, 6.0)}  # HH, HV
+SAR_CENTRE_DB = (-16.0, -25.0)
+
+
+@dataclass
+class Scene:
+    sar: np.ndarray  # float32 (H, W, 2): HH, HV, scaled dB
+    mwr: np.ndarray  # float32 (H/s, W/s, 14): scaled brightness temperatures
+    ice: np.ndarray  # bool (H, W)
+    wind: float  # 0 (calm) .. 1 (strong)
+
+
+def ice_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Pack ice and open water, floes in the water, leads in the ice: bool (size, size)."""
+    field = smooth_noise(rng, size, size / 7, size / 7)
+    ice = field > np.quantile(field, rng.uniform(0.3, 0.7))
+    canvas = ice.astype(np.uint8)
+    for _ in range(rng.integers(3, 9)):  # floes
+        centre = tuple(int(v) for v in rng.integers(0, size, 2))
+        axes = tuple(int(v) for v in rng.integers(2, max(3, size // 12), 2))
+        cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    for _ in range(rng.integers(1, 4)):  # leads
+        start, end = rng.integers(0, size, 2), rng.integers(0, size, 2)
+        cv2.line(canvas, tuple(int(v) for v in start), tuple(int(v) for v in end), 0, int(rng.integers(1, 4)))
+    return canvas.astype(bool)
+
+
+def sar_image(rng: np.random.Generator, ice: np.ndarray, wind: float, looks: int = 6) -> np.ndarray:
+    """HH and HV backscatter in scaled dB: ice rough and constant, water bright with wind."""
+    size = ice.shape[0]
+    channels = []
+    for band in range(2):
+        ridges = (smooth_noise(rng, size, 1.2, 1.2) - 0.5) * 6.0
+        streaks = (smooth_noise(rng, size, 6.0, 1.0) - 0.5) * 3.0
+        water = SAR_DB["calm_water"][band] + SAR_DB["water_per_wind"][band] * wind + streaks
+        decibels = np.where(ice, SAR_DB["ice"][band] + ridges, water)
+        speckle = rng.gamma(looks, 1 / looks, ice.shape)
+        decibels = decibels + 10 * np.log10(speckle)
+        channels.append((decibels - SAR_CENTRE_DB[band]) / 5.0)
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def radiometer(rng: np.random.Generator, ice: np.ndarray, scale: int) -> np.ndarray:
+    """Brightness temperatures over each footprint's ice concentration, (H/s, W/s, 14), scaled."""
+    channels = []
+    vapour = rng.uniform(0, 25)  # K, over open water
+    for k in range(len(WATER_K)):
+        frequency = FREQUENCIES_GHZ[k // 2]
+        footprint = scale * (0.35 + 3.0 / frequency)
+        concentration = cv2.GaussianBlur(ice.astype(np.float32), (0, 0), footprint, borderType=cv2.BORDER_REFLECT)
+        coarse = cv2.resize(concentration, (ice.shape[1] // scale, ice.shape[0] // scale),
+                            interpolation=cv2.INTER_AREA)
+        kelvin = WATER_K[k] + coarse * (ICE_K[k] - WATER_K[k]) + HUMID[k] * vapour * (1 - coarse)
+        kelvin = kelvin + rng.normal(0, 1.5 if frequency < 80 else 4.0, coarse.shape)
+        channels.append((kelvin - 200) / 40)
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def generate(rng: np.random.Generator, size: int, mwr_scale: int = 8, wind: float | None = None) -> Scene:
+    """One scene ``size`` x ``size`` SAR pixels; ``size`` must be a multiple of ``mwr_scale``."""
+    if size % mwr_scale:
+        raise ValueError(f"size={size} is not a multiple of mwr_scale={mwr_scale}")
+    ice = ice_mask(rng, size)
+    wind = float(rng.uniform(0, 1)) if wind is None else wind
+    return Scene(sar_image(rng, ice, wind), radiometer(rng, ice, mwr_scale), ice, wind)

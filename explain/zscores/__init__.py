@@ -1,0 +1,268 @@
+"""Z-scores of a model's linear head: how much each input of the last linear layer matters.
+
+Reference: Malmgren-Hansen, Nielsen, Toudal Pedersen et al. (DTU), the Z-score analysis of
+their SAR/AMSR2 fusion network's mixing layer. A linear layer computes
+``logit_k = b_k + sum_i c_ik x_i``; the paper scores input ``i`` by
+
+    Z_ik = c_ik / sigma_i                                            (its eq. 2)
+
+with ``sigma_i`` the standard deviation of ``x_i`` over the data (over pixels, for a per-pixel
+layer), sorts the scores (its fig. 2) and sums ``|Z|`` per input group (fig. 3). We report beside
+it the *standardised coefficient* ``c_ik * sigma_i``: the change of the logit when ``x_i`` moves
+by one standard deviation, the usual standardised effect of a logistic regression. The two
+agree when every sigma is alike and rank differently when scales differ: rescaling an input by
+100 divides its coefficient by 100, leaves ``c * sigma`` unchanged and divides ``c / sigma`` by
+10^4 (``tests/test_zscores.py`` shows which recovers a known ranking).
+
+The head is found by name or as the last Dense or 1x1 convolution before the output (through
+activations). Its inputs are grouped by the layers concatenated into it (``scale0`` ..
+``mwr``); an input that reaches the head through upsampling has its sigma taken before the
+upsampling, at its own resolution, as the paper prescribes for AMSR2. Standard deviations are
+streamed over the data (Chan et al.'s parallel update of Welford's algorithm), so a data set
+of any size fits. An input with zero variance (a dead ReLU, a constant band) is reported as
+such, never divided by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+
+LINEAR_ACTIVATIONS = ("linear", "sigmoid", "softmax")  # monotone maps of the linear logits
+PASS_THROUGH = ("Activation", "Softmax", "Identity")
+UPSAMPLING = ("UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing")
+DEAD_SIGMA = 1e-12
+
+
+class ZScoreError(ValueError):
+    """The model has no usable linear head, or the groups or data do not fit it."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Inputs ``start:stop`` of the head, named, and where their standard deviation is taken."""
+
+    name: str
+    start: int
+    stop: int
+    source: object  # the KerasTensor whose channels are these inputs (before any upsampling)
+
+
+def _producer(tensor) -> keras.layers.Layer:
+    return tensor._keras_history.operation
+
+
+def _input_of(layer: keras.layers.Layer):
+    return layer._inbound_nodes[0].input_tensors
+
+
+def is_linear_head(layer: keras.layers.Layer) -> bool:
+    """A Dense layer or a 1x1 convolution whose activation keeps the logits linear."""
+    if isinstance(layer, keras.layers.Dense):
+        kind_ok = True
+    elif isinstance(layer, keras.layers.Conv2D | keras.layers.Conv1D | keras.layers.Conv3D):
+        kind_ok = all(k == 1 for k in layer.kernel_size) and getattr(layer, "groups", 1) == 1
+    else:
+        return False
+    return kind_ok and keras.activations.serialize(layer.activation) in LINEAR_ACTIVATIONS
+
+
+def find_linear_head(model: keras.Model, layer: str | None = None) -> keras.layers.Layer:
+    """The named layer, or the last Dense / 1x1 convolution before the (first) output.
+
+    Raises:
+        ZScoreError: no such layer, or it (or the output's last layer) is not linear; the
+            message names the last layers and the candidates.
+    """
+    candidates = [item.name for item in model.layers if is_linear_head(item)]
+    if layer is not None:
+        try:
+            found = model.get_layer(layer)
+        except ValueError as err:
+            raise ZScoreError(f"The model has no layer {layer!r}; its linear layers are {candidates}.") from err
+        if not is_linear_head(found):
+            raise ZScoreError(f"{layer!r} is a {type(found).__name__}, not a Dense layer or 1x1 convolution with a "
+                              f"linear activation; the model's linear layers are {candidates}.")
+        return found
+    current, passed = _producer(model.outputs[0]), []
+    while type(current).__name__ in PASS_THROUGH:
+        passed.append(current.name)
+        current = _producer(_input_of(current)[0])
+    if not is_linear_head(current):
+        chain = " <- ".join([*passed, current.name])
+        raise ZScoreError(f"The output is not made by a linear layer: the last layers are {chain} "
+                          f"({type(current).__name__}). Z-scores need a Dense layer or 1x1 convolution with a "
+                          f"linear activation at the head; pass --layer NAME (linear layers: {candidates or 'none'}).")
+    return current
+
+
+def input_groups(head: keras.layers.Layer) -> list[Group]:
+    """The head's inputs grouped by the layers concatenated into it (one group otherwise)."""
+    (tensor,) = _input_of(head)
+    producer = _producer(tensor)
+    parts = _input_of(producer) if type(producer).__name__ == "Concatenate" else [tensor]
+    groups, start = [], 0
+    for part in parts:
+        source = part
+        while type(_producer(source)).__name__ in UPSAMPLING:
+            source = _input_of(_producer(source))[0]
+        width = int(part.shape[-1])
+        groups.append(Group(_producer(source).name, start, start + width, source))
+        start += width
+    return groups
+
+
+def parse_groups(text: str) -> list[tuple[str, int, int]]:
+    """``NAME:FROM-TO,...`` (inclusive input indices) as (name, start, stop).
+
+    Raises:
+        ZScoreError: malformed.
+    """
+    spans = []
+    for part in text.split(","):
+        name, _, span = part.strip().partition(":")
+        low, _, high = span.partition("-")
+        if not name or not low.strip().isdigit() or not (high or low).strip().isdigit():
+            raise ZScoreError(f"--groups {part!r}: write NAME:FROM-TO (inclusive input indices), e.g. sar:0-13.")
+        spans.append((name, int(low), int(high or low) + 1))
+    return spans
+
+
+def check_groups(spans: list[tuple[str, int, int]], inputs: int) -> None:
+    """Raises ZScoreError unless the groups cover inputs ``0 .. inputs - 1`` exactly once."""
+    covered = sorted(i for _, start, stop in spans for i in range(start, stop))
+    if covered != list(range(inputs)):
+        overlap = " (some more than once)" if len(covered) != len(set(covered)) else ""
+        raise ZScoreError(f"The groups must cover the head's inputs 0..{inputs - 1} exactly once; they cover "
+                          f"{len(set(covered) & set(range(inputs)))} of them{overlap}, and "
+                          f"{len(set(covered) - set(range(inputs)))} index(es) beyond.")
+
+
+class RunningMoments:
+    """Per-channel mean and variance over any number of batches (Chan et al., 1979)."""
+
+    def __init__(self, channels: int):
+        self.count, self.mean, self.m2 = 0, np.zeros(channels), np.zeros(channels)
+
+    def update(self, values: np.ndarray) -> None:
+        values = np.asarray(values, np.float64).reshape(-1, self.mean.shape[0])
+        count = len(values)
+        if not count:
+            return
+        mean = values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        delta, total = mean - self.mean, self.count + count
+        self.mean += delta * count / total
+        self.m2 += m2 + delta ** 2 * self.count * count / total
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.count, 1))
+
+
+def channel_std(model: keras.Model, groups: list[Group], batches: Iterable) -> np.ndarray:
+    """Each head input's standard deviation over all pixels of all ``batches`` (model inputs)."""
+    internal = [g for g in groups if _producer(g.source).__class__.__name__ != "InputLayer"]
+    view = keras.Model(model.input, [g.source for g in internal]) if internal else None
+    moments = {g.name: RunningMoments(g.stop - g.start) for g in groups}
+    for batch in batches:
+        outputs = dict(zip([g.name for g in internal], _as_list(view(batch, training=False)))) if view else {}
+        for group in groups:
+            values = outputs[group.name] if group.name in outputs else _model_input(model, batch, group)
+            moments[group.name].update(keras.ops.convert_to_numpy(values))
+    if not any(m.count for m in moments.values()):
+        raise ZScoreError("The data gave no batch; pass data with at least one sample.")
+    return np.concatenate([moments[g.name].std for g in groups])
+
+
+def _as_list(outputs) -> list:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+
+
+def _model_input(model: keras.Model, batch, group: Group):
+    if isinstance(batch, Mapping):
+        return batch[group.name]
+    return batch[[t.name for t in model.inputs].index(group.name)] if isinstance(batch, list | tuple) else batch
+
+
+def score_table(coefficients: np.ndarray, sigma: np.ndarray, groups: list[tuple[str, int, int]],
+                outputs: list[str] | None = None) -> pd.DataFrame:
+    """Per output and input: coefficient, sigma, the paper's Z = c / sigma and c * sigma.
+
+    Args:
+        coefficients: (inputs, outputs) weights of the linear head.
+        sigma: (inputs,) standard deviations.
+        groups: (name, start, stop) covering the inputs.
+        outputs: one name per output (default ``output_0``...).
+
+    Returns:
+        One row per (output, input), with ``dead`` set and both scores NaN where sigma is zero.
+    """
+    coefficients = np.asarray(coefficients, np.float64).reshape(len(sigma), -1)
+    names = outputs or [f"output_{k}" for k in range(coefficients.shape[1])]
+    group_of = np.empty(len(sigma), object)
+    channel = np.zeros(len(sigma), int)
+    for name, start, stop in groups:
+        group_of[start:stop], channel[start:stop] = name, np.arange(stop - start)
+    dead = sigma <= DEAD_SIGMA
+    rows = []
+    for k, output in enumerate(names):
+        c = coefficients[:, k]
+        z = np.where(dead, np.nan, c / np.where(dead, 1, sigma))
+        rows.append(pd.DataFrame({"output": output, "input": np.arange(len(sigma)), "group": group_of,
+                                  "channel": channel, "coefficient": c, "sigma": sigma, "z": z,
+                                  "standardized": np.where(dead, np.nan, c * sigma), "dead": dead}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def group_sums(table: pd.DataFrame) -> pd.DataFrame:
+    """Per output and group: sums of |Z| and |c * sigma| (dead inputs left out), each also as a
+    share of the output's total, and the group's input and dead counts (the paper's fig. 3)."""
+    table = table.assign(abs_z=table["z"].abs(), abs_standardized=table["standardized"].abs())
+    sums = table.groupby(["output", "group"], sort=False).agg(
+        inputs=("input", "size"), dead=("dead", "sum"), sum_abs_z=("abs_z", "sum"),
+        sum_abs_standardized=("abs_standardized", "sum")).reset_index()
+    for column in ("sum_abs_z", "sum_abs_standardized"):
+        total = sums.groupby("output")[column].transform("sum")
+        sums[column.replace("sum_abs", "share")] = sums[column] / total.where(total > 0)
+    return sums
+
+
+@dataclass
+class ZScores:
+    """The scores of one model's head on one data set."""
+
+    layer: str
+    table: pd.DataFrame  # see score_table
+
+    @property
+    def groups(self) -> pd.DataFrame:
+        return group_sums(self.table)
+
+
+def zscores(model: keras.Model, batches: Iterable, layer: str | None = None,
+            groups: list[tuple[str, int, int]] | None = None, outputs: list[str] | None = None) -> ZScores:
+    """Z-scores and standardised coefficients of the model's linear head over ``batches``.
+
+    Args:
+        model: any Keras model with a linear head (found as :func:`find_linear_head` does).
+        batches: model inputs (arrays, or dicts keyed by input name), streamed once.
+        layer: the head's name, when it is not the last linear layer.
+        groups: (name, start, stop) over the head's inputs, instead of the concatenated layers.
+        outputs: a name per output unit (e.g. the class names).
+
+    Raises:
+        ZScoreError: no linear head, or groups that do not cover its inputs.
+    """
+    head = find_linear_head(model, layer)
+    found = input_groups(head)
+    spans = groups or [(g.name, g.start, g.stop) for g in found]
+    check_groups(spans, found[-1].stop)
+    sigma = channel_std(model, found, batches)
+    kernel = keras.ops.convert_to_numpy(head.kernel)
+    return ZScores(head.name, score_table(kernel.reshape(-1, kernel.shape[-1]), sigma, spans, outputs))

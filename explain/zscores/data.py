@@ -1,0 +1,102 @@
+"""The data a Z-score analysis streams: batches of model inputs read from the files a run trained on.
+
+A two-source model (inputs ``sar`` and ``mwr``) reads a manifest ``sar,mwr[,mask]`` of ``.npy``
+arrays; an image classifier reads a folder or manifest of images, resized (and cropped, for
+SedNet) as in training. ``synthetic:NAME`` (also the default: the run's own data) is the
+cached set the run was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from datasets.fusion import read_fusion_manifest, read_fusion_sample
+from datasets.images import read_each
+from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.synthetic import cached_dataset
+from datasets.tables import BOX_COLUMNS, list_images
+from explain.loading import ExplainError, LoadedRun, input_spec
+from models.fusion import INPUT_NAMES as FUSION_INPUTS
+
+
+def resolve_data(run: LoadedRun, data: str | None) -> Path:
+    """The data path: ``data``, or the run's own; ``synthetic:NAME`` becomes the cached set.
+
+    Raises:
+        ExplainError: no data given and the run does not say what it trained on.
+    """
+    data = data or run.config.get("data")
+    if not data:
+        raise ExplainError(f"{run.path} has no config.yaml naming its data; pass --data.")
+    if not str(data).startswith("synthetic:"):
+        return Path(data).expanduser()
+    options = {"n": run.config.get("synthetic_n", 600), "seed": run.config.get("seed", 0),
+               "size": run.config.get("synthetic_size", 128)}
+    return cached_dataset(str(data).split(":", 1)[1], run.path.parent.parent, **options)
+
+
+def is_fusion_model(model) -> bool:
+    names = tuple(model.input) if isinstance(model.input, dict) else tuple(t.name for t in model.inputs)
+    return names == FUSION_INPUTS
+
+
+def fusion_batches(manifest: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator[dict]:
+    """Batches ``{"sar", "mwr"}`` of every readable sample (masks are not needed); a sample
+    whose sizes differ from the first one's goes to ``bad``."""
+    table = read_fusion_manifest(manifest).head(limit)
+    chunk, first = [], None
+    for row, sample in read_each(table.itertuples(index=False), bad, lambda r: r.sar,
+                                 lambda r: read_fusion_sample(r.sar, r.mwr, None)):
+        shapes = (sample.sar.shape, sample.mwr.shape)
+        first = first or shapes
+        if shapes != first:
+            bad.append({"path": row.sar, "reason": f"its SAR and radiometer are {shapes[0]} and {shapes[1]}, but the "
+                                                   f"first sample's are {first[0]} and {first[1]}"})
+            continue
+        chunk.append(sample)
+        if len(chunk) == batch_size:
+            yield _stack(chunk)
+            chunk = []
+    if chunk:
+        yield _stack(chunk)
+
+
+def _stack(samples) -> dict[str, np.ndarray]:
+    return {name: np.stack([getattr(s, name) for s in samples]) for name in FUSION_INPUTS}
+
+
+def image_batches(model, source: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator:
+    """Batches of a classifier's inputs from an image folder or manifest, prepared as in training."""
+    spec = input_spec(model)
+    table = list_images(source).head(limit)
+    chunk = []
+    for row, image in read_each(table.itertuples(index=False), bad):
+        box = np.array([getattr(row, c, np.nan) for c in BOX_COLUMNS], np.float32)
+        chunk.append(model_inputs(image, box, spec))
+        if len(chunk) == batch_size:
+            yield for_model(stack_inputs(chunk, spec))
+            chunk = []
+    if chunk:
+        yield for_model(stack_inputs(chunk, spec))
+
+
+def model_batches(run: LoadedRun, data: str | None, batch_size: int, bad: list[dict],
+                  limit: int | None = None) -> tuple[Path, Iterator]:
+    """The data path and its batches, read the way the run's model takes them.
+
+    Raises:
+        ExplainError: the model takes inputs neither reader makes (e.g. seismic patches).
+    """
+    source = resolve_data(run, data)
+    if is_fusion_model(run.model):
+        return source, fusion_batches(source, batch_size, bad, limit)
+    if len(run.model.inputs[0].shape) == 4 and run.model.inputs[0].shape[-1] == 3:
+        return source, image_batches(run.model, source, batch_size, bad, limit)
+    raise ExplainError(f"{run.path}: Z-scores read two-source (sar, mwr) scenes or RGB images; this model takes "
+                       f"{[tuple(t.shape) for t in run.model.inputs]}.")
+
+
+__all__ = ["fusion_batches", "image_batches", "model_batches", "resolve_data"]

@@ -1,0 +1,147 @@
+"""The segment task's two-source data: sea-ice scenes of SAR and a coarse radiometer, fed whole.
+
+A model whose registry entry takes the inputs ``sar`` and ``mwr`` (``fusion_aspp``) trains on
+these. Scenes are split as wholes (the manifest's ``split`` column wins), fed whole (the SAR
+size decides the model's input; the radiometer grid decides ``mwr_scale``), flipped in both
+directions during training (SAR, radiometer grid and mask together: a satellite scene has no
+up or down) and scored per scene by Dice, IoU and perimetric similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest
+from datasets.seismic import split_sections
+from datasets.tables import SPLITS, DataError, write_bad_files
+from models import MODELS
+from models.fusion import INPUT_NAMES
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
+PREVIEW_CHANNEL = 6  # the radiometer's 18.7 GHz H channel in the synthetic set's order
+
+
+def is_fusion_model(model: str) -> bool:
+    """Whether a registry model takes the two sources ``sar`` and ``mwr``."""
+    return model in MODELS and MODELS[model].input_names == INPUT_NAMES
+
+
+@dataclass
+class FusionData:
+    """Labelled two-source scenes, split as wholes."""
+
+    samples: list[FusionSample]
+    class_names: list[str] = field(default_factory=lambda: ["ice"])
+
+    picture_legend = ("SAR HH, radiometer (one channel, upsampled), true ice, predicted probability, error "
+                      "(blue: missed ice, red: false ice)")
+
+    def items(self, split: str) -> list[FusionSample]:
+        return [s for s in self.samples if s.split == split]
+
+    @property
+    def mwr_scale(self) -> int:
+        return self.samples[0].sar.shape[0] // self.samples[0].mwr.shape[0]
+
+    def model_options(self, config: TrainConfig) -> dict:
+        return {"input_shape": self.samples[0].sar.shape, "mwr_scale": self.mwr_scale}
+
+    def settings(self, config: TrainConfig) -> dict:
+        sample = self.samples[0]
+        return {"sar_shape": list(sample.sar.shape), "mwr_shape": list(sample.mwr.shape), "mwr_scale": self.mwr_scale}
+
+    def arrays(self, items: list[FusionSample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The stacked inputs and (N, H, W, 1) float32 masks of ``items``."""
+        inputs = {name: np.stack([getattr(s, name) for s in items]) for name in INPUT_NAMES}
+        return inputs, np.stack([s.truth for s in items])[..., None].astype(np.float32)
+
+    def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
+        """Batches of ({sar, mwr}, mask); training shuffles and flips (both axes)."""
+        items = self.items(split)
+        if replicas > 1 and len(items) < config.batch_size * replicas:
+            raise DataError(f"The {split} split has {len(items)} scenes, fewer than one global batch of "
+                            f"{config.batch_size * replicas} ({replicas} replicas); lower --batch-size or add scenes.")
+        data = tf.data.Dataset.from_tensor_slices(self.arrays(items))
+        if training:
+            data = data.shuffle(len(items), seed=config.seed)
+            if config.augment:
+                data = data.map(lambda x, y: _flip(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        return data.batch(config.batch_size * replicas, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+
+    def predict(self, model: keras.Model, items: list[FusionSample], batch_size: int) -> list[np.ndarray]:
+        """Ice probability (H, W) of each scene."""
+        if not items:
+            return []
+        logits = model.predict(self.arrays(items)[0], batch_size=batch_size, verbose=0)
+        return list(1 / (1 + np.exp(-logits[..., 0])))
+
+    def picture(self, item: FusionSample, probability: np.ndarray) -> np.ndarray:
+        return fusion_picture(item, probability)
+
+
+def _flip(inputs, mask, seed: int):
+    for axis in (0, 1):
+        flip = tf.random.uniform((), seed=seed + axis) < 0.5
+        inputs = {name: tf.cond(flip, lambda v=value: tf.reverse(v, [axis]), lambda v=value: v)
+                  for name, value in inputs.items()}
+        mask = tf.cond(flip, lambda: tf.reverse(mask, [axis]), lambda: mask)
+    return inputs, mask
+
+
+def fusion_picture(sample: FusionSample, probability: np.ndarray) -> np.ndarray:
+    """SAR HH, one radiometer channel upsampled, truth, probability and error side by side (RGB uint8)."""
+    rows, cols = sample.sar.shape[:2]
+    channel = sample.mwr[..., min(PREVIEW_CHANNEL, sample.mwr.shape[-1] - 1)]
+    panels = [_stretch(sample.sar[..., 0]), _stretch(cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_NEAREST)),
+              _gray(sample.truth.astype(np.float32)), _gray(probability)]
+    predicted, truth = probability > 0.5, sample.truth
+    error = np.zeros((rows, cols, 3), np.uint8)
+    error[truth & ~predicted] = (40, 90, 255)
+    error[predicted & ~truth] = (255, 60, 40)
+    error[truth & predicted] = (90, 90, 90)
+    gap = np.full((rows, 4, 3), 255, np.uint8)
+    return np.concatenate([p for panel in (*panels, error) for p in (panel, gap)][:-1], axis=1)
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(values, (1, 99))
+    return _gray((values - low) / max(high - low, 1e-6))
+
+
+def _gray(values: np.ndarray) -> np.ndarray:
+    return np.repeat((np.clip(values, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> FusionData:
+    """Reads and checks the scenes, splits them as wholes, writes split.csv and bad_files.csv.
+
+    Raises:
+        DataError: no usable manifest, fewer than three usable labelled scenes, or a bad split
+            column.
+    """
+    table = read_fusion_manifest(source)
+    bad: list[dict] = []
+    samples = load_fusion_samples(table, bad)
+    print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
+    if not samples:
+        raise DataError(f"No usable labelled scene in {source}; see {run_dir / 'bad_files.csv'}.")
+    splits = split_sections([s.split for s in samples], config.split_fractions(), config.seed)
+    for sample, split in zip(samples, splits):
+        sample.split = split
+    pd.DataFrame({"scene": [s.name for s in samples], "split": splits}).to_csv(run_dir / "split.csv", index=False)
+    counts = {split: splits.count(split) for split in SPLITS}
+    first = samples[0]
+    print(f"{len(samples)} labelled scenes; split {counts}; SAR {first.sar.shape[0]} x {first.sar.shape[1]} x "
+          f"{first.sar.shape[2]}, radiometer {first.mwr.shape[0]} x {first.mwr.shape[1]} x {first.mwr.shape[2]} "
+          f"(1/{first.sar.shape[0] // first.mwr.shape[0]} resolution)", flush=True)
+    return FusionData(samples)
