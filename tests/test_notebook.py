@@ -40,3 +40,19 @@ def test_salt_notebook_runs_end_to_end(tmp_path, monkeypatch):
     pictures = sum("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
                    for output in cell.get("outputs", []))
     assert pictures == 3
+
+
+@pytest.mark.slow
+def test_sea_ice_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    for key, value in {"GEOXAI_EPOCHS": "1", "GEOXAI_SCENES": "8", "GEOXAI_SIZE": "32", "GEOXAI_MWR_SCALE": "4",
+                       "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}.items():
+        monkeypatch.setenv(key, value)
+    notebook = nbformat.read(ROOT / "notebooks" / "colab_sea_ice.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for output in cell.get("outputs", []))
+    assert "test scenes: Dice" in outputs and "share_standardized" in outputs and "mwr" in outputs
+    assert (tmp_path / "zscores" / "zscores.csv").is_file()
+    pictures = sum("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.get("outputs", []))
+    assert pictures == 3

@@ -1,0 +1,146 @@
+"""``training.run --task segment --model fusion_aspp`` on two-source scenes with the bad inputs the
+issue names, the export, and ``python -m explain.zscores`` on the trained run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from datasets.synthetic import write_dataset
+from explain.zscores.__main__ import main as zscores_main
+from training.run import main as run_main
+
+EPOCHS = 2
+CONSTANT_CHANNEL = 13
+
+
+def _captured(main, argv: list[str]) -> tuple[int, str]:
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = main(argv)
+    return code, output.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fusion_run(tmp_path_factory):
+    """Eight synthetic scenes (32 px SAR, radiometer 1/4) whose radiometer channel 13 is constant,
+    plus a scene of each kind of bad input."""
+    folder = tmp_path_factory.mktemp("scenes")
+    manifest = write_dataset("sea_ice", folder, n=8, size=32, mwr_scale=4)
+    table = pd.read_csv(manifest)
+    for path in table["mwr"]:
+        mwr = np.load(folder / path)
+        mwr[..., CONSTANT_CHANNEL] = 0.5
+        np.save(folder / path, mwr)
+    sar, mwr = np.load(folder / table["sar"][0]), np.load(folder / table["mwr"][0])
+    np.save(folder / "off_grid_mwr.npy", mwr[:, :7])
+    np.save(folder / "big_sar.npy", np.zeros((64, 64, 2), np.float32))
+    np.save(folder / "big_mwr.npy", np.zeros((16, 16, 14), np.float32))
+    cv2.imwrite(str(folder / "big_mask.png"), np.zeros((64, 64), np.uint8))
+    cv2.imwrite(str(folder / "short_mask.png"), np.zeros((30, 32), np.uint8))
+    (folder / "text.npy").write_text("not an array")
+    bad_rows = pd.DataFrame([
+        {"sar": table["sar"][0], "mwr": "off_grid_mwr.npy", "mask": table["mask"][0]},
+        {"sar": table["sar"][1], "mwr": table["mwr"][1], "mask": "short_mask.png"},
+        {"sar": "big_sar.npy", "mwr": "big_mwr.npy", "mask": "big_mask.png"},
+        {"sar": "text.npy", "mwr": table["mwr"][2], "mask": table["mask"][2]},
+    ])
+    pd.concat([table[["sar", "mwr", "mask"]], bad_rows]).to_csv(folder / "manifest.csv", index=False)
+    logdir = tmp_path_factory.mktemp("logs")
+    code, stdout = _captured(run_main, [
+        "--task", "segment", "--model", "fusion_aspp", "--data", str(folder / "manifest.csv"), "--epochs", str(EPOCHS),
+        "--batch-size", "4", "--logdir", str(logdir), "--run-name", "ice", "--split", "0.5,0.25,0.25",
+        "--tb-gradcam-images", "1"])
+    return {"code": code, "stdout": stdout, "run": logdir / "ice", "folder": folder, "sar": sar}
+
+
+def test_the_run_trains_and_lists_every_bad_scene_with_both_shapes(fusion_run):
+    assert fusion_run["code"] == 0, fusion_run["stdout"]
+    assert "8 labelled scenes" in fusion_run["stdout"] and "radiometer 8 x 8 x 14 (1/4 resolution)" in fusion_run["stdout"]
+    reasons = pd.read_csv(fusion_run["run"] / "bad_files.csv")["reason"].tolist()
+    assert len(reasons) == 4
+    assert any("the SAR is 32 x 32 but its radiometer grid" in r and "off_grid_mwr.npy is 8 x 7" in r for r in reasons)
+    assert any("short_mask.png is 30 x 32" in r for r in reasons)
+    assert any("its SAR is 64 x 64 x 2 and its radiometer 16 x 16 x 14, but the first sample" in r
+               and "32 x 32 x 2 and 8 x 8 x 14" in r for r in reasons)
+    assert any("not a readable .npy" in r for r in reasons)
+
+
+def test_metrics_and_pictures_score_each_split_per_scene(fusion_run):
+    metrics = json.loads((fusion_run["run"] / "metrics.json").read_text())
+    assert metrics["mwr_scale"] == 4 and metrics["sar_shape"] == [32, 32, 2] and metrics["class_names"] == ["ice"]
+    split = pd.read_csv(fusion_run["run"] / "split.csv")
+    for name in ("train", "val", "test"):
+        scenes = metrics[name]["sections"]
+        assert set(scenes) == set(split.loc[split["split"] == name, "scene"])
+        assert metrics[name]["iou"] == pytest.approx(np.mean([s["iou"] for s in scenes.values()]))
+    pictures = sorted((fusion_run["run"] / "sections").glob("*.png"))
+    assert [p.stem for p in pictures] == sorted(Path(s).stem for s in metrics["test"]["sections"])
+    assert cv2.imread(str(pictures[0])).shape[:2] == (32, 5 * 32 + 16)
+
+
+def test_tensorboard_gets_scene_scores_and_pictures_each_epoch(fusion_run):
+    events = EventAccumulator(str(fusion_run["run"] / "validation"), size_guidance={"tensors": 0}).Reload()
+    for tag in ("epoch_iou", "epoch_dice", "sections/00"):
+        assert [e.step for e in events.Tensors(tag)] == list(range(EPOCHS))
+
+
+def test_export_takes_both_sources_and_predicts_like_the_keras_model(fusion_run):
+    model = keras.saving.load_model(fusion_run["run"] / "model.keras", compile=False)
+    served = tf.saved_model.load(str(fusion_run["run"] / "export")).signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    inputs = {"sar": rng.normal(size=(2, 32, 32, 2)).astype(np.float32),
+              "mwr": rng.normal(size=(2, 8, 8, 14)).astype(np.float32)}
+    (output,) = served(**{k: tf.constant(v) for k, v in inputs.items()}).values()
+    np.testing.assert_allclose(output.numpy(), model.predict(inputs, verbose=0), atol=1e-4)
+
+
+def test_zscores_of_the_run_report_groups_charts_and_the_constant_channel(fusion_run, tmp_path):
+    code, stdout = _captured(zscores_main, ["--model", str(fusion_run["run"]), "--out", str(tmp_path)])
+    assert code == 0, stdout
+    assert f"1 input(s) have zero variance (dead or constant; left out of the sums): mwr[{CONSTANT_CHANNEL}]" in stdout
+    table = pd.read_csv(tmp_path / "zscores.csv")
+    assert list(table["group"].unique()) == ["scale0", "scale2", "scale4", "scale8", "scale16", "mwr"]
+    assert len(table) == 84 and table["output"].unique().tolist() == ["ice"]
+    constant = table[(table["group"] == "mwr") & (table["channel"] == CONSTANT_CHANNEL)]
+    assert constant["dead"].item() and constant["z"].isna().item()
+    groups = pd.read_csv(tmp_path / "groups.csv")
+    assert groups["share_z"].sum() == pytest.approx(1) and groups["share_standardized"].sum() == pytest.approx(1)
+    assert (tmp_path / "ice_sorted.png").is_file() and (tmp_path / "ice_groups.png").is_file()
+    assert len(pd.read_csv(tmp_path / "bad_files.csv")) == 3  # off-grid, odd-sized, not an array (masks unread)
+
+
+def test_zscores_refuse_bad_models_layers_groups_and_data_in_one_line(fusion_run, tmp_path, capsys):
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(2, 3)(inputs))
+    keras.Model(inputs, keras.layers.Activation("softmax", name="probabilities")(pooled)).save(tmp_path / "m.keras")
+    run = str(fusion_run["run"])
+    cases = [
+        (["--model", str(tmp_path / "m.keras"), "--data", str(tmp_path)], "the last layers are probabilities <- pool"),
+        (["--model", run, "--layer", "scale2_conv"], "'scale2_conv' is a Conv2D, not a Dense layer or 1x1"),
+        (["--model", run, "--groups", "sar:0-13"], "cover 14 of them"),
+        (["--model", run, "--data", str(fusion_run["folder"])], "two-source data are a CSV manifest"),
+        (["--model", run, "--batch-size", "0"], "--batch-size and --max-samples must be >= 1"),
+    ]
+    for flags, message in cases:
+        assert zscores_main([*flags, "--out", str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error
+
+
+def test_a_fusion_model_on_a_section_manifest_stops_with_the_columns_it_needs(tmp_path, capsys):
+    manifest = tmp_path / "sections.csv"
+    pd.DataFrame({"section": ["a.npy"], "mask": ["a.png"]}).to_csv(manifest, index=False)
+    assert run_main(["--task", "segment", "--model", "fusion_aspp", "--data", str(manifest),
+                     "--logdir", str(tmp_path / "logs")]) == 2
+    assert "has no 'sar', 'mwr' column(s)" in capsys.readouterr().err
