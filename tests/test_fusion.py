@@ -67,6 +67,7 @@ def fusion_run(tmp_path_factory):
 def test_the_run_trains_and_lists_every_bad_scene_with_both_shapes(fusion_run):
     assert fusion_run["code"] == 0, fusion_run["stdout"]
     assert "8 labelled scenes" in fusion_run["stdout"] and "radiometer 8 x 8 x 14 (1/4 resolution)" in fusion_run["stdout"]
+    assert f"python -m explain.zscores --model {fusion_run['run']}" in fusion_run["stdout"]
     reasons = pd.read_csv(fusion_run["run"] / "bad_files.csv")["reason"].tolist()
     assert len(reasons) == 4
     assert any("the SAR is 32 x 32 but its radiometer grid" in r and "off_grid_mwr.npy is 8 x 7" in r for r in reasons)
@@ -136,6 +137,14 @@ def test_zscores_refuse_bad_models_layers_groups_and_data_in_one_line(fusion_run
         assert zscores_main([*flags, "--out", str(tmp_path / "out")]) == 2
         error = capsys.readouterr().err
         assert message in error and "Traceback" not in error
+
+
+def test_predict_refuses_a_fusion_run_naming_its_inputs(fusion_run, tmp_path, capsys):
+    from training.predict import main as predict_main
+
+    with pytest.raises(SystemExit) as stop:
+        predict_main(["--model", str(fusion_run["run"]), "--section", str(tmp_path / "s.npy"), "--out", str(tmp_path)])
+    assert stop.value.code == 2 and "takes 2 inputs (mwr, sar)" in capsys.readouterr().err
 
 
 def test_a_fusion_model_on_a_section_manifest_stops_with_the_columns_it_needs(tmp_path, capsys):

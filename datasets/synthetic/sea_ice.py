@@ -7,9 +7,10 @@ as the fusion paper reads its sensors (Malmgren-Hansen et al., DTU):
   water), plus small floes drifting in the water and narrow leads cutting the ice, most of
   them narrower than one radiometer pixel. The mask is exact.
 - SAR (two channels, HH and HV, in dB with multiplicative speckle): ice has a fixed mean
-  backscatter and a rough, ridged texture; open water's backscatter rises with the scene's
-  wind speed (drawn per scene) and carries wind streaks. At moderate wind, rough water is as
-  bright as ice, so backscatter alone is ambiguous; an edge between the two is visible.
+  backscatter; open water's rises with the scene's wind speed (drawn per scene, uniform in
+  [0, 1]), in both channels alike, and one texture covers both. Water is darker than ice in
+  calm scenes and brighter in windy ones (about 38 % of them), so inside a homogeneous area
+  SAR cannot tell which it is; the edge between the two is sharp.
 - radiometer (14 channels: seven AMSR2 frequencies, H and V polarisation): brightness
   temperatures mix water's and ice's by the ice concentration inside each sensor footprint
   (a blur wider at low frequencies), sampled at 1/``mwr_scale`` resolution, with noise and a
@@ -36,7 +37,7 @@ MWR_CHANNEL_NAMES = tuple(f"{f:g}{pol}" for f in FREQUENCIES_GHZ for pol in ("H"
 WATER_K = np.array([[85, 160], [86, 161], [90, 165], [105, 180], [125, 195], [130, 205], [175, 230]], np.float32).ravel()
 ICE_K = np.array([[235, 250], [235, 250], [236, 250], [237, 251], [238, 251], [236, 248], [225, 238]], np.float32).ravel()
 HUMID = np.isin(np.arange(14), [8, 9, 12, 13])  # 23.8 GHz (water vapour) and 89 GHz, both polarisations
-SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-24.0, -30.0), "water_per_wind": (14.0, 6.0)}  # HH, HV
+SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-24.0, -30.0), "water_per_wind": (16.0, 13.0)}  # HH, HV
 SAR_CENTRE_DB = (-16.0, -25.0)
 
 
@@ -64,16 +65,15 @@ def ice_mask(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def sar_image(rng: np.random.Generator, ice: np.ndarray, wind: float, looks: int = 6) -> np.ndarray:
-    """HH and HV backscatter in scaled dB: ice rough and constant, water bright with wind."""
+    """HH and HV backscatter in scaled dB: ice at a fixed level, open water brightening with wind
+    (as bright as ice at ``wind`` about 0.62), one rough texture over both."""
     size = ice.shape[0]
     channels = []
     for band in range(2):
-        ridges = (smooth_noise(rng, size, 1.2, 1.2) - 0.5) * 6.0
-        streaks = (smooth_noise(rng, size, 6.0, 1.0) - 0.5) * 3.0
-        water = SAR_DB["calm_water"][band] + SAR_DB["water_per_wind"][band] * wind + streaks
-        decibels = np.where(ice, SAR_DB["ice"][band] + ridges, water)
-        speckle = rng.gamma(looks, 1 / looks, ice.shape)
-        decibels = decibels + 10 * np.log10(speckle)
+        roughness = (smooth_noise(rng, size, 1.5, 1.5) - 0.5) * 4.0
+        water = SAR_DB["calm_water"][band] + SAR_DB["water_per_wind"][band] * wind
+        decibels = np.where(ice, SAR_DB["ice"][band], water) + roughness
+        decibels = decibels + 10 * np.log10(rng.gamma(looks, 1 / looks, ice.shape))  # speckle
         channels.append((decibels - SAR_CENTRE_DB[band]) / 5.0)
     return np.stack(channels, axis=-1).astype(np.float32)
 

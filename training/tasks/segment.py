@@ -264,8 +264,11 @@ class SegmentTask(Task):
                 f"(mean of {test['count']}).")
 
     def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
-        return [("metrics", f"{run_dir / 'metrics.json'} (Dice, IoU, PS per section or scene, and per split)"),
+        metrics = run_dir / "metrics.json"
+        fused = metrics.is_file() and "mwr_scale" in json.loads(metrics.read_text())
+        return [("metrics", f"{metrics} (Dice, IoU, PS per section or scene, and per split)"),
                 ("test pictures", f"{run_dir / 'sections'}/*.png (input, truth, prediction, error)"),
+                ("z-scores", f"python -m explain.zscores --model {run_dir} --out DIR") if fused else
                 ("whole sections", f"python -m training.predict --model {run_dir} --section FILE --out DIR")]
 
 
