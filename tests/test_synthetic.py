@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT, shear_handedness
 
 from datasets.images import read_image
-from datasets.synthetic import sigma_clasts, thin_sections, write_dataset
+from datasets.synthetic import sea_ice, sigma_clasts, thin_sections, write_dataset
 from datasets.tables import load_table
 
 
@@ -106,6 +106,7 @@ def test_command_line_writes_class_folders_and_manifest(tmp_path):
     (["sigma_clasts", "OUT", "--shortcut", "scale_bar"], "--shortcut do\\(es\\) not apply to sigma_clasts"),
     (["thin_sections", "OUT", "--correlation", "1.5"], "correlation=1.5 must lie in \\[0, 1\\]"),
     (["sigma_clasts", "OUT", "--max-clasts", "0"], "max_clasts=0 must lie in \\[1, 16\\]"),
+    (["sea_ice", "OUT", "--size", "100"], "size=100 is not a multiple of mwr_scale=8"),
 ])
 def test_command_line_options_come_from_the_registry_and_are_checked(argv, message, tmp_path, capsys):
     from datasets.synthetic.__main__ import main
@@ -119,3 +120,18 @@ def test_command_line_options_come_from_the_registry_and_are_checked(argv, messa
 def test_write_dataset_refuses_an_option_its_generator_does_not_take(tmp_path):
     with pytest.raises(ValueError, match="Unknown option\\(s\\) \\['shortcut'\\]; this generator takes \\['max_clasts'\\]"):
         write_dataset("sigma_clasts", tmp_path, n=2, size=48, shortcut="scale_bar")
+
+
+def test_sea_ice_scenes_are_seeded_and_built_as_the_fusion_paper_reads_its_sensors():
+    """The radiometer follows the ice concentration of each coarse cell; SAR's ice and water
+    levels swap order with the wind (ambiguous inside an area) while the edge stays sharp."""
+    first, again = (sea_ice.generate(np.random.default_rng(3), 64, mwr_scale=8) for _ in range(2))
+    np.testing.assert_array_equal(first.sar, again.sar)
+    assert first.sar.shape == (64, 64, 2) and first.mwr.shape == (8, 8, 14) and 0.1 < first.ice.mean() < 0.9
+    concentration = first.ice.reshape(8, 8, 8, 8).mean(axis=(1, 3))
+    assert np.corrcoef(concentration.ravel(), first.mwr[..., 6].ravel())[0, 1] > 0.9  # 18.7 GHz H
+    for wind, water_brighter in ((0.1, False), (0.95, True)):
+        scene = sea_ice.generate(np.random.default_rng(4), 64, wind=wind)
+        for band in range(2):
+            ice, water = scene.sar[scene.ice, band].mean(), scene.sar[~scene.ice, band].mean()
+            assert (water > ice + 0.5) if water_brighter else (water < ice - 0.5)

@@ -3,6 +3,7 @@ found by name, sigma streamed and taken before upsampling, dead inputs, and bad 
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -147,3 +148,26 @@ def test_groups_must_cover_the_head_inputs_once():
         check_groups(parse_groups("a:0-2,b:2"), 3)
     with pytest.raises(ZScoreError, match="cover 2 of them"):
         check_groups(parse_groups("a:0-1"), 3)
+
+
+def test_the_command_reads_a_classifiers_images_and_names_its_classes(tmp_path):
+    """A .keras classifier without a run folder: images resized as in training, one table row per
+    class and head input."""
+    import cv2
+
+    from explain.zscores.__main__ import main
+    from models.blocks import classifier_head
+
+    inputs = keras.Input((24, 24, 3), name="image")
+    model = keras.Model(inputs, classifier_head(keras.layers.Conv2D(4, 3, name="features")(inputs), 2, hidden=6))
+    model.save(tmp_path / "classifier.keras")
+    rng = np.random.default_rng(5)
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["--model", str(tmp_path / "classifier.keras"), "--data", str(tmp_path), "--out", str(out),
+                 "--batch-size", "2"]) == 0
+    table = pd.read_csv(out / "zscores.csv")
+    assert table["output"].unique().tolist() == ["class_0", "class_1"] and len(table) == 12
+    assert (out / "class_1_groups.png").is_file() and "broken.png" in (out / "bad_files.csv").read_text()

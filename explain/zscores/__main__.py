@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> tuple[ZScores, list[dict]]:
     found = input_groups(head)
     print(f"Z-scores of {head.name!r} ({found[-1].stop} inputs in groups "
           f"{', '.join(g.name for g in found)}) over {source} ...", flush=True)
-    outputs = loaded.class_names if len(loaded.class_names) == int(head.kernel.shape[-1]) else None
+    units = int(head.kernel.shape[-1])
+    outputs = loaded.class_names if len(loaded.class_names) == units else [f"class_{k}" for k in range(units)]
     return zscores(loaded.model, _counted(batches), head.name, groups, outputs), bad
 
 
