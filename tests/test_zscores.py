@@ -171,3 +171,23 @@ def test_the_command_reads_a_classifiers_images_and_names_its_classes(tmp_path):
     table = pd.read_csv(out / "zscores.csv")
     assert table["output"].unique().tolist() == ["class_0", "class_1"] and len(table) == 12
     assert (out / "class_1_groups.png").is_file() and "broken.png" in (out / "bad_files.csv").read_text()
+
+
+def test_a_groups_contribution_spread_lets_correlated_inputs_cancel():
+    """Two copies of one input weighted +10 and -10 score high one by one, but their summed
+    contribution is constant; the other group's spread is numpy's std of c * x.
+    Break tried: the contribution taken as the sum of |c| * sigma."""
+    inputs = keras.Input((3,))
+    copies = keras.layers.Concatenate(name="both")([keras.layers.Identity(name="pair")(inputs[:, :2]),
+                                                    keras.layers.Identity(name="single")(inputs[:, 2:])])
+    head = keras.layers.Dense(1, name="head")
+    model = keras.Model(inputs, head(copies))
+    head.set_weights([np.array([[10.0], [-10.0], [0.5]], np.float32), np.zeros(1, np.float32)])
+    column = np.random.default_rng(6).normal(size=(400, 1)).astype(np.float32)
+    data = np.concatenate([column, column, 3 * column], axis=1)
+    result = zscores(model, [data[:150], data[150:]])
+    groups = result.groups.set_index("group")
+    assert groups.loc["pair", "sum_abs_standardized"] > 15
+    assert groups.loc["pair", "contribution_std"] == pytest.approx(0, abs=1e-6)
+    assert groups.loc["single", "contribution_std"] == pytest.approx(np.std(0.5 * data[:, 2]), rel=1e-5)
+    assert groups.loc["single", "share_contribution"] == pytest.approx(1)

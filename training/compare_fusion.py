@@ -29,7 +29,8 @@ from explain.zscores.figures import group_sums_figure, sorted_scores_figure
 from models.fusion import SIZES
 from training.experiments import markdown_table, train_or_reuse
 
-SCORES = {"z": "Z = c / sigma (the paper's)", "standardized": "c * sigma (standardised)"}
+SCORES = {"z": "Z = c / sigma (the paper's)", "standardized": "c * sigma (standardised)",
+          "contribution": "std of each group's summed contribution"}
 SAR_GROUPS = ("scale0", "scale2", "scale4", "scale8", "scale16")
 
 
@@ -50,7 +51,8 @@ def train_argv(size: str, manifest: Path, runs: Path, args: argparse.Namespace) 
 
 def shares(result: ZScores, size: str, metrics: dict) -> pd.DataFrame:
     groups = result.groups.assign(size=size, test_iou=metrics["test"]["iou"], test_dice=metrics["test"]["dice"])
-    return groups[["size", "group", "inputs", "dead", "share_z", "share_standardized", "test_iou", "test_dice"]]
+    return groups[["size", "group", "inputs", "dead", *(f"share_{score}" for score in SCORES), "test_iou",
+                   "test_dice"]]
 
 
 def top_image_group(table: pd.DataFrame, score: str) -> str:
@@ -60,17 +62,23 @@ def top_image_group(table: pd.DataFrame, score: str) -> str:
 
 
 def claims(table: pd.DataFrame, scores: dict[str, ZScores]) -> list[str]:
-    """The paper's three findings, checked per score definition."""
+    """The paper's three findings, checked per score (Scale-0 per input for the two Z scores,
+    whose fig. 2 ranks inputs; per group for the contributions)."""
     lines = []
     for score, title in SCORES.items():
-        column = f"share_{score}"
-        by = {size: table[table["size"] == size].set_index("group")[column] for size in scores}
+        by = {size: table[table["size"] == size].set_index("group")[f"share_{score}"] for size in scores}
         top = {size: shares_.idxmax() for size, shares_ in by.items()}
         mwr_move = abs(by["large"]["mwr"] - by["small"]["mwr"])
         scale_move = max(abs(by["large"][g] - by["small"][g]) for g in SAR_GROUPS)
-        sar_rank = {size: list(shares_[list(SAR_GROUPS)].sort_values(ascending=False).index).index("scale0") + 1
-                    for size, shares_ in by.items()}
-        top_input = {size: top_image_group(result.table, score) for size, result in scores.items()}
+        rank = {size: list(shares_[list(SAR_GROUPS)].sort_values(ascending=False).index).index("scale0") + 1
+                for size, shares_ in by.items()}
+        rank_text = f"Scale-0's rank among the five image groups: small {rank['small']}, large {rank['large']}"
+        if score == "contribution":
+            scale0_first, scale0_text = all(r == 1 for r in rank.values()), rank_text
+        else:
+            top_input = {size: top_image_group(result.table, score) for size, result in scores.items()}
+            scale0_first = all(g == "scale0" for g in top_input.values())
+            scale0_text = f"top image input's group: small {top_input['small']}, large {top_input['large']}; {rank_text}"
         lines += [
             f"**{title}**",
             f"- MWR matters most: {_verdict(all(t == 'mwr' for t in top.values()))} (largest group: small "
@@ -78,9 +86,7 @@ def claims(table: pd.DataFrame, scores: dict[str, ZScores]) -> list[str]:
             f"{by['small']['mwr']:.2f}, large {by['large']['mwr']:.2f})",
             f"- size moves importance only among the image scales: {_verdict(mwr_move < scale_move)} (MWR share moves "
             f"{mwr_move:.2f}; the image scales' shares move up to {scale_move:.2f})",
-            f"- Scale-0 is the most important image feature: {_verdict(all(g == 'scale0' for g in top_input.values()))} "
-            f"(top image input's group: small {top_input['small']}, large {top_input['large']}; Scale-0's rank among "
-            f"the five image groups by summed share: small {sar_rank['small']}, large {sar_rank['large']})",
+            f"- Scale-0 is the most important image feature: {_verdict(scale0_first)} ({scale0_text})",
             ""]
     return lines
 
@@ -90,7 +96,7 @@ def _verdict(holds: bool) -> str:
 
 
 def markdown(table: pd.DataFrame, scores: dict[str, ZScores], args: argparse.Namespace, minutes: float) -> str:
-    wide = table.pivot(index="group", columns="size", values=["share_z", "share_standardized"])
+    wide = table.pivot(index="group", columns="size", values=[f"share_{score}" for score in SCORES])
     wide = wide.reindex(columns=[(f"share_{score}", size) for score in SCORES for size in scores])
     wide.columns = [f"{score.replace('share_', '')} {size}" for score, size in wide.columns]
     wide = wide.reindex([*SAR_GROUPS, "mwr"]).reset_index()

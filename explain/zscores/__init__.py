@@ -17,9 +17,11 @@ agree when every sigma is alike and rank differently when scales differ: rescali
 The head is found by name or as the last Dense or 1x1 convolution before the output (through
 activations). Its inputs are grouped by the layers concatenated into it (``scale0`` ..
 ``mwr``); an input that reaches the head through upsampling has its sigma taken before the
-upsampling, at its own resolution, as the paper prescribes for AMSR2. Standard deviations are
-streamed over the data (Chan et al.'s parallel update of Welford's algorithm), so a data set
-of any size fits. An input with zero variance (a dead ReLU, a constant band) is reported as
+upsampling, at its own resolution, as the paper prescribes for AMSR2. Per group we also report
+the spread of the group's whole contribution to the logit, std(sum_i c_i x_i): correlated inputs
+with large coefficients of opposite sign inflate both per-input scores but cancel there. Standard
+deviations are streamed over the data (Chan et al.'s parallel update of Welford's algorithm), so
+a data set of any size fits. An input with zero variance (a dead ReLU, a constant band) is reported as
 such, never divided by.
 """
 
@@ -165,19 +167,36 @@ class RunningMoments:
         return np.sqrt(self.m2 / max(self.count, 1))
 
 
-def channel_std(model: keras.Model, groups: list[Group], batches: Iterable) -> np.ndarray:
-    """Each head input's standard deviation over all pixels of all ``batches`` (model inputs)."""
+def stream_moments(model: keras.Model, groups: list[Group], batches: Iterable, kernel: np.ndarray,
+                   spans: list[tuple[str, int, int]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Streams ``batches`` (model inputs) once.
+
+    Returns:
+        Each head input's standard deviation over all pixels, and per span the standard
+        deviation of its summed contribution ``sum_i c_ik x_i`` to each output (NaN for a span
+        that crosses inputs of different resolutions).
+    """
     internal = [g for g in groups if _producer(g.source).__class__.__name__ != "InputLayer"]
     view = keras.Model(model.input, [g.source for g in internal]) if internal else None
+    inside = {name: next((g for g in groups if g.start <= start and stop <= g.stop), None)
+              for name, start, stop in spans}
     moments = {g.name: RunningMoments(g.stop - g.start) for g in groups}
+    contributions = {name: RunningMoments(kernel.shape[1]) for name, _, _ in spans if inside[name]}
     for batch in batches:
         outputs = dict(zip([g.name for g in internal], _as_list(view(batch, training=False)))) if view else {}
         for group in groups:
-            values = outputs[group.name] if group.name in outputs else _model_input(model, batch, group)
-            moments[group.name].update(keras.ops.convert_to_numpy(values))
+            values = keras.ops.convert_to_numpy(outputs[group.name] if group.name in outputs
+                                                else _model_input(model, batch, group))
+            values = values.reshape(-1, group.stop - group.start).astype(np.float64)
+            moments[group.name].update(values)
+            for name, start, stop in spans:
+                if inside[name] is group:
+                    contributions[name].update(values[:, start - group.start:stop - group.start] @ kernel[start:stop])
     if not any(m.count for m in moments.values()):
         raise ZScoreError("The data gave no batch; pass data with at least one sample.")
-    return np.concatenate([moments[g.name].std for g in groups])
+    spread = {name: contributions[name].std if name in contributions else np.full(kernel.shape[1], np.nan)
+              for name, _, _ in spans}
+    return np.concatenate([moments[g.name].std for g in groups]), spread
 
 
 def _as_list(outputs) -> list:
@@ -235,14 +254,23 @@ def group_sums(table: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ZScores:
-    """The scores of one model's head on one data set."""
+    """The scores of one model's head on one data set.
+
+    ``contributions`` holds per output and group the standard deviation of the group's summed
+    contribution to the logit: unlike the sums of per-input scores, it lets correlated inputs
+    of one group cancel, as they do in the logit.
+    """
 
     layer: str
     table: pd.DataFrame  # see score_table
+    contributions: pd.DataFrame  # output, group, contribution_std
 
     @property
     def groups(self) -> pd.DataFrame:
-        return group_sums(self.table)
+        sums = group_sums(self.table).merge(self.contributions, on=["output", "group"], how="left")
+        total = sums.groupby("output")["contribution_std"].transform("sum")
+        sums["share_contribution"] = sums["contribution_std"] / total.where(total > 0)
+        return sums
 
 
 def zscores(model: keras.Model, batches: Iterable, layer: str | None = None,
@@ -263,6 +291,11 @@ def zscores(model: keras.Model, batches: Iterable, layer: str | None = None,
     found = input_groups(head)
     spans = groups or [(g.name, g.start, g.stop) for g in found]
     check_groups(spans, found[-1].stop)
-    sigma = channel_std(model, found, batches)
     kernel = keras.ops.convert_to_numpy(head.kernel)
-    return ZScores(head.name, score_table(kernel.reshape(-1, kernel.shape[-1]), sigma, spans, outputs))
+    kernel = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)
+    sigma, spread = stream_moments(model, found, batches, kernel, spans)
+    table = score_table(kernel, sigma, spans, outputs)
+    names = list(dict.fromkeys(table["output"]))
+    contributions = pd.DataFrame([{"output": output, "group": name, "contribution_std": spread[name][k]}
+                                  for name, _, _ in spans for k, output in enumerate(names)])
+    return ZScores(head.name, table, contributions)

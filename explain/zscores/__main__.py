@@ -2,7 +2,8 @@
 
 Writes ``zscores.csv`` (per output and head input: group, coefficient c, sigma, the paper's
 Z = c / sigma, the standardised c * sigma, dead), ``groups.csv`` (per output and group: summed
-|Z| and |c * sigma| and their shares), and per output ``<output>_sorted.png`` (fig. 2) and
+|Z| and |c * sigma|, the standard deviation of the group's summed contribution, and their
+shares), and per output ``<output>_sorted.png`` (fig. 2) and
 ``<output>_groups.png`` (fig. 3).
 """
 
@@ -81,7 +82,8 @@ def write_outputs(result: ZScores, out: Path) -> list[str]:
         sorted_scores_figure(result.table, output).savefig(out / f"{output}_sorted.png", dpi=110)
         group_sums_figure(groups, output).savefig(out / f"{output}_groups.png", dpi=110)
         rows = groups[groups["output"] == output]
-        for column, title in (("share_z", "Z = c/sigma"), ("share_standardized", "c*sigma")):
+        for column, title in (("share_z", "Z = c/sigma"), ("share_standardized", "c*sigma"),
+                              ("share_contribution", "std of the group's contribution")):
             ranked = rows.sort_values(column, ascending=False)
             lines.append(f"{output}, {title}: " + ", ".join(f"{g} {s:.2f}" for g, s in zip(ranked["group"],
                                                                                         ranked[column])))

@@ -1,5 +1,6 @@
 """Charts of a Z-score analysis: the sorted scores (the paper's fig. 2) and the group sums (fig. 3),
-each under both definitions, drawn on ``matplotlib.figure.Figure`` (no global backend)."""
+under both definitions and beside the spread of each group's contribution, drawn on
+``matplotlib.figure.Figure`` (no global backend)."""
 
 from __future__ import annotations
 
@@ -32,14 +33,19 @@ def sorted_scores_figure(table: pd.DataFrame, output: str) -> Figure:
     return figure
 
 
+GROUP_SCORES = {**{f"share_{column}": f"share of summed |{title}|" for column, title in SCORES.items()},
+                "share_contribution": "share of std(group's contribution)"}
+
+
 def group_sums_figure(groups: pd.DataFrame, output: str) -> Figure:
-    """Each group's share of the summed |score| of one output, both definitions side by side."""
+    """Each group's share of one output's importance: summed |Z|, summed |c * sigma| and the
+    spread of the group's whole contribution, side by side (the paper's fig. 3 is the first)."""
     rows = groups[groups["output"] == output]
     colours = _colours(list(rows["group"]))
-    figure = Figure(figsize=(10, 3.6), layout="constrained")
-    for axes, (column, title) in zip(figure.subplots(1, 2), SCORES.items()):
-        axes.bar(rows["group"], rows[f"share_{column}"], color=[colours[g] for g in rows["group"]])
-        axes.set_title(f"{output}: share of summed |{title}|", fontsize=10)
+    figure = Figure(figsize=(13, 3.6), layout="constrained")
+    for axes, (column, title) in zip(figure.subplots(1, 3), GROUP_SCORES.items()):
+        axes.bar(rows["group"], rows[column], color=[colours[g] for g in rows["group"]])
+        axes.set_title(f"{output}: {title}", fontsize=9)
         axes.set_ylim(0, 1)
         axes.tick_params(axis="x", labelrotation=30, labelsize=8)
     return figure
