@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.model)
     except ExplainError as err:
         parser.error(str(err))
+    if len(run.model.inputs) > 1:
+        parser.error(f"{run.path} takes {len(run.model.inputs)} inputs ({', '.join(t.name for t in run.model.inputs)}); "
+                     "training.predict feeds single-channel seismic sections to a one-input segmentation run (a fusion "
+                     "run scores its scenes in metrics.json and sections/*.png).")
     if not is_segmentation_model(run.model):
         parser.error(f"{run.path} is not a segmentation model (its output is not one map per pixel); pass a run "
                      "of python -m training.run --task segment")
-    if len(run.model.inputs) > 1:
-        parser.error(f"{run.path} takes {len(run.model.inputs)} inputs ({', '.join(t.name for t in run.model.inputs)}); "
-                     "training.predict reads single-channel seismic sections. A fusion run scores its scenes in "
-                     "metrics.json and sections/*.png.")
     failed = 0
     for i, section_path in enumerate(args.section):
         try:
