@@ -19,18 +19,23 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from datasets.fusion import read_fusion_manifest, read_fusion_sample
 from datasets.synthetic import write_dataset
 from explain.loading import load_run
-from explain.zscores import ZScores, zscores
+from explain.zscores import ZScores, ablated_logits, zscores
 from explain.zscores.data import fusion_batches
 from explain.zscores.figures import group_sums_figure, sorted_scores_figure
 from models.fusion import SIZES
 from training.experiments import markdown_table, train_or_reuse
+from training.segmentation_metrics import mask_scores
 
 SCORES = {"z": "Z = c / sigma (the paper's)", "standardized": "c * sigma (standardised)",
-          "contribution": "std of each group's summed contribution"}
+          "contribution": "std of each group's summed contribution",
+          "ablation": "mean ablation: the test IoU lost when the group is held at its mean"}
+PER_GROUP = ("contribution", "ablation")  # scores that have no per-input value
 SAR_GROUPS = ("scale0", "scale2", "scale4", "scale8", "scale16")
 
 
@@ -49,10 +54,29 @@ def train_argv(size: str, manifest: Path, runs: Path, args: argparse.Namespace) 
             "--seed", str(args.seed), "--logdir", str(runs), "--run-name", size, "--tb-gradcam-images", "2"]
 
 
-def shares(result: ZScores, size: str, metrics: dict) -> pd.DataFrame:
-    groups = result.groups.assign(size=size, test_iou=metrics["test"]["iou"], test_dice=metrics["test"]["dice"])
-    return groups[["size", "group", "inputs", "dead", *(f"share_{score}" for score in SCORES), "test_iou",
-                   "test_dice"]]
+def ablation_drops(model, run: Path, manifest: Path) -> pd.DataFrame:
+    """Per group, the mean test-scene IoU lost when the group's inputs are held at their mean."""
+    test = pd.read_csv(run / "split.csv").query("split == 'test'")["scene"]
+    rows = read_fusion_manifest(manifest).set_index("sar").loc[list(test)]
+    samples = [read_fusion_sample(sar, row.mwr, row.mask) for sar, row in rows.iterrows()]
+    inputs = {name: np.stack([getattr(s, name) for s in samples]) for name in ("sar", "mwr")}
+    logits, ablated = ablated_logits(model, inputs)
+
+    def iou(values: np.ndarray) -> float:
+        return float(np.mean([mask_scores(s.truth, v[..., 0] > 0)["iou"] for s, v in zip(samples, values)]))
+
+    full = iou(logits)
+    drops = {name: max(full - iou(values), 0.0) for name, values in ablated.items()}
+    total = sum(drops.values())
+    return pd.DataFrame({"group": list(drops), "ablation_iou_drop": list(drops.values()),
+                         "share_ablation": [d / total if total > 0 else np.nan for d in drops.values()]})
+
+
+def shares(result: ZScores, drops: pd.DataFrame, size: str, metrics: dict) -> pd.DataFrame:
+    groups = result.groups.merge(drops, on="group").assign(size=size, test_iou=metrics["test"]["iou"],
+                                                           test_dice=metrics["test"]["dice"])
+    return groups[["size", "group", "inputs", "dead", *(f"share_{score}" for score in SCORES), "ablation_iou_drop",
+                   "test_iou", "test_dice"]]
 
 
 def top_image_group(table: pd.DataFrame, score: str) -> str:
@@ -73,7 +97,7 @@ def claims(table: pd.DataFrame, scores: dict[str, ZScores]) -> list[str]:
         rank = {size: list(shares_[list(SAR_GROUPS)].sort_values(ascending=False).index).index("scale0") + 1
                 for size, shares_ in by.items()}
         rank_text = f"Scale-0's rank among the five image groups: small {rank['small']}, large {rank['large']}"
-        if score == "contribution":
+        if score in PER_GROUP:
             scale0_first, scale0_text = all(r == 1 for r in rank.values()), rank_text
         else:
             top_input = {size: top_image_group(result.table, score) for size, result in scores.items()}
@@ -107,8 +131,10 @@ def markdown(table: pd.DataFrame, scores: dict[str, ZScores], args: argparse.Nam
         f"{args.n} scenes of {args.size} x {args.size} SAR pixels (HH, HV) with a 14-channel radiometer at 1/"
         f"{args.mwr_scale} resolution, split as wholes 60/20/20 (seed {args.seed}); fusion_aspp Small and Large, "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}. Test IoU: small {iou['small']:.3f}, large "
-        f"{iou['large']:.3f}. Shares of the summed |score| per group of the mixing layer's inputs, sigma over every "
-        f"scene (the radiometer's before upsampling). {minutes:.1f} min in all.",
+        f"{iou['large']:.3f}. Each group's share of the mixing layer's importance under each score: summed |Z|, "
+        f"summed |c * sigma|, the spread of the group's summed contribution (sigma over every scene, the "
+        f"radiometer's before upsampling), and the test IoU lost when the group is held at its mean (mean "
+        f"ablation, what the model's output depends on). {minutes:.1f} min in all.",
         "",
         markdown_table(wide),
         "",
@@ -149,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             run = train_or_reuse(size, train_argv(size, manifest, out / "runs", args), out / "runs" / size)
             model = load_run(run).model
             scores[size] = zscores(model, fusion_batches(manifest, args.batch_size, []), outputs=["ice"])
-            rows.append(shares(scores[size], size, json.loads((run / "metrics.json").read_text())))
+            drops = ablation_drops(model, run, manifest)
+            rows.append(shares(scores[size], drops, size, json.loads((run / "metrics.json").read_text())))
             sorted_scores_figure(scores[size].table, "ice").savefig(out / f"{size}_sorted.png", dpi=110)
             group_sums_figure(scores[size].groups, "ice").savefig(out / f"{size}_groups.png", dpi=110)
     except RuntimeError as err:

@@ -299,3 +299,24 @@ def zscores(model: keras.Model, batches: Iterable, layer: str | None = None,
     contributions = pd.DataFrame([{"output": output, "group": name, "contribution_std": spread[name][k]}
                                   for name, _, _ in spans for k, output in enumerate(names)])
     return ZScores(head.name, table, contributions)
+
+
+def ablated_logits(model: keras.Model, inputs, layer: str | None = None,
+                   groups: list[tuple[str, int, int]] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The head's logits, and per group the logits with that group's inputs held at their mean
+    over ``inputs`` (mean ablation): what the output loses without the group, as the model
+    computes it. A check on any score read off the coefficients alone.
+
+    Returns:
+        ``(logits, {group: ablated logits})``, each shaped as the head's output.
+    """
+    head = find_linear_head(model, layer)
+    spans = groups or [(g.name, g.start, g.stop) for g in input_groups(head)]
+    (tensor,) = _input_of(head)
+    features = keras.ops.convert_to_numpy(keras.Model(model.input, tensor).predict(inputs, verbose=0))
+    kernel = keras.ops.convert_to_numpy(head.kernel)
+    kernel = kernel.reshape(-1, kernel.shape[-1])
+    logits = features @ kernel + (keras.ops.convert_to_numpy(head.bias) if head.use_bias else 0)
+    mean = features.reshape(-1, kernel.shape[0]).mean(axis=0)
+    return logits, {name: logits - (features[..., start:stop] - mean[start:stop]) @ kernel[start:stop]
+                    for name, start, stop in spans}
