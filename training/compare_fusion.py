@@ -58,7 +58,7 @@ def ablation_drops(model, run: Path, manifest: Path) -> pd.DataFrame:
     """Per group, the mean test-scene IoU lost when the group's inputs are held at their mean."""
     test = pd.read_csv(run / "split.csv").query("split == 'test'")["scene"]
     rows = read_fusion_manifest(manifest).set_index("sar").loc[list(test)]
-    samples = [read_fusion_sample(sar, row.mwr, row.mask) for sar, row in rows.iterrows()]
+    samples = [read_fusion_sample(sar, row["mwr"], row["mask"]) for sar, row in rows.iterrows()]
     inputs = {name: np.stack([getattr(s, name) for s in samples]) for name in ("sar", "mwr")}
     logits, ablated = ablated_logits(model, inputs)
 
