@@ -4,13 +4,14 @@ Built so that, by construction, the radiometer decides homogeneous areas and SAR
 as the fusion paper reads its sensors (Malmgren-Hansen et al., DTU):
 
 - ice: a smooth random field thresholded at a drawn level (large pack-ice areas and open
-  water), plus small floes drifting in the water and narrow leads cutting the ice, most of
-  them narrower than one radiometer pixel. The mask is exact.
+  water), plus small patches and narrow lines of either class (floes and polynyas, leads and
+  ice bridges), most of them narrower than one radiometer pixel. The mask is exact.
 - SAR (two channels, HH and HV, in dB with multiplicative speckle): ice has a fixed mean
   backscatter; open water's rises with the scene's wind speed (drawn per scene, uniform in
   [0, 1]), in both channels alike, and one texture covers both. Water is darker than ice in
-  calm scenes and brighter in windy ones (about 38 % of them), so inside a homogeneous area
-  SAR cannot tell which it is; the edge between the two is sharp.
+  calm scenes and brighter in windy ones, each half of the time, and small patches and lines
+  of either class lie in the other, so nothing in SAR says which side of an edge is ice; the
+  edge itself is sharp.
 - radiometer (14 channels: seven AMSR2 frequencies, H and V polarisation): brightness
   temperatures mix water's and ice's by the ice concentration inside each sensor footprint
   (a blur wider at low frequencies), sampled at 1/``mwr_scale`` resolution, with noise and a
@@ -37,7 +38,7 @@ MWR_CHANNEL_NAMES = tuple(f"{f:g}{pol}" for f in FREQUENCIES_GHZ for pol in ("H"
 WATER_K = np.array([[85, 160], [86, 161], [90, 165], [105, 180], [125, 195], [130, 205], [175, 230]], np.float32).ravel()
 ICE_K = np.array([[235, 250], [235, 250], [236, 250], [237, 251], [238, 251], [236, 248], [225, 238]], np.float32).ravel()
 HUMID = np.isin(np.arange(14), [8, 9, 12, 13])  # 23.8 GHz (water vapour) and 89 GHz, both polarisations
-SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-24.0, -30.0), "water_per_wind": (16.0, 13.0)}  # HH, HV
+SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-22.0, -30.0), "water_per_wind": (16.0, 16.0)}  # HH, HV
 SAR_CENTRE_DB = (-16.0, -25.0)
 
 
@@ -50,23 +51,24 @@ class Scene:
 
 
 def ice_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Pack ice and open water, floes in the water, leads in the ice: bool (size, size)."""
+    """Pack ice and open water, with small patches (floes, polynyas) and narrow lines (leads,
+    ice bridges) of either class anywhere, so that shape tells neither class: bool (size, size)."""
     field = smooth_noise(rng, size, size / 7, size / 7)
-    ice = field > np.quantile(field, rng.uniform(0.3, 0.7))
-    canvas = ice.astype(np.uint8)
-    for _ in range(rng.integers(3, 9)):  # floes
+    canvas = (field > np.quantile(field, rng.uniform(0.3, 0.7))).astype(np.uint8)
+    for _ in range(rng.integers(3, 9)):
         centre = tuple(int(v) for v in rng.integers(0, size, 2))
         axes = tuple(int(v) for v in rng.integers(2, max(3, size // 12), 2))
-        cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    for _ in range(rng.integers(1, 4)):  # leads
+        cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), 0, 360, int(rng.integers(0, 2)), -1)
+    for _ in range(rng.integers(1, 4)):
         start, end = rng.integers(0, size, 2), rng.integers(0, size, 2)
-        cv2.line(canvas, tuple(int(v) for v in start), tuple(int(v) for v in end), 0, int(rng.integers(1, 4)))
+        cv2.line(canvas, tuple(int(v) for v in start), tuple(int(v) for v in end), int(rng.integers(0, 2)),
+                 int(rng.integers(1, 4)))
     return canvas.astype(bool)
 
 
 def sar_image(rng: np.random.Generator, ice: np.ndarray, wind: float, looks: int = 6) -> np.ndarray:
     """HH and HV backscatter in scaled dB: ice at a fixed level, open water brightening with wind
-    (as bright as ice at ``wind`` about 0.62), one rough texture over both."""
+    (as bright as ice at ``wind`` 0.5, in both channels), one rough texture over both."""
     size = ice.shape[0]
     channels = []
     for band in range(2):
