@@ -122,7 +122,8 @@ def _write_sea_ice(rng, size, label, stem, out: Path, options) -> list[dict]:
         (out / source).mkdir(parents=True, exist_ok=True)
         np.save(out / paths[source], getattr(scene, source))
     write_image(out / paths["mask"], scene.ice.astype(np.uint8) * 255)
-    return [dict(**paths, label=label, wind=round(scene.wind, 3), ice_fraction=round(float(scene.ice.mean()), 3))]
+    return [dict(**paths, label=label, wind=round(scene.wind, 3), ice_roughness=round(scene.ice_roughness, 3),
+                 ice_fraction=round(float(scene.ice.mean()), 3))]
 
 
 def _preview_sea_ice(out: Path, rows: list[dict], count: int = 3) -> np.ndarray:

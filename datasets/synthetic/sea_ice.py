@@ -6,12 +6,11 @@ as the fusion paper reads its sensors (Malmgren-Hansen et al., DTU):
 - ice: a smooth random field thresholded at a drawn level (large pack-ice areas and open
   water), plus small patches and narrow lines of either class (floes and polynyas, leads and
   ice bridges), most of them narrower than one radiometer pixel. The mask is exact.
-- SAR (two channels, HH and HV, in dB with multiplicative speckle): ice has a fixed mean
-  backscatter; open water's rises with the scene's wind speed (drawn per scene, uniform in
-  [0, 1]), in both channels alike, and one texture covers both. Water is darker than ice in
-  calm scenes and brighter in windy ones, each half of the time, and small patches and lines
-  of either class lie in the other, so nothing in SAR says which side of an edge is ice; the
-  edge itself is sharp.
+- SAR (two channels, HH and HV, in dB with multiplicative speckle): open water's backscatter
+  rises with the scene's wind, ice's with its deformation, both drawn per scene from the same
+  range, in both channels alike, and one texture covers both. Water is brighter than ice as
+  often as darker, neither has a level of its own, and small patches and lines of either class
+  lie in the other: nothing in SAR says which side of an edge is ice. The edge itself is sharp.
 - radiometer (14 channels: seven AMSR2 frequencies, H and V polarisation): brightness
   temperatures mix water's and ice's by the ice concentration inside each sensor footprint
   (a blur wider at low frequencies), sampled at 1/``mwr_scale`` resolution, with noise and a
@@ -38,7 +37,9 @@ MWR_CHANNEL_NAMES = tuple(f"{f:g}{pol}" for f in FREQUENCIES_GHZ for pol in ("H"
 WATER_K = np.array([[85, 160], [86, 161], [90, 165], [105, 180], [125, 195], [130, 205], [175, 230]], np.float32).ravel()
 ICE_K = np.array([[235, 250], [235, 250], [236, 250], [237, 251], [238, 251], [236, 248], [225, 238]], np.float32).ravel()
 HUMID = np.isin(np.arange(14), [8, 9, 12, 13])  # 23.8 GHz (water vapour) and 89 GHz, both polarisations
-SAR_DB = {"ice": (-14.0, -22.0), "calm_water": (-22.0, -30.0), "water_per_wind": (16.0, 16.0)}  # HH, HV
+# Backscatter (dB; HH, HV) of a smooth surface and its rise from smooth to rough: calm to windy
+# water, young level ice to deformed ice. Both classes span the same range.
+SAR_SMOOTH_DB, SAR_RISE_DB = (-22.0, -30.0), 16.0
 SAR_CENTRE_DB = (-16.0, -25.0)
 
 
@@ -47,7 +48,8 @@ class Scene:
     sar: np.ndarray  # float32 (H, W, 2): HH, HV, scaled dB
     mwr: np.ndarray  # float32 (H/s, W/s, 14): scaled brightness temperatures
     ice: np.ndarray  # bool (H, W)
-    wind: float  # 0 (calm) .. 1 (strong)
+    wind: float  # 0 (calm) .. 1 (strong): open water's roughness
+    ice_roughness: float  # 0 (young level ice) .. 1 (deformed ice)
 
 
 def ice_mask(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -66,15 +68,15 @@ def ice_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def sar_image(rng: np.random.Generator, ice: np.ndarray, wind: float, looks: int = 6) -> np.ndarray:
-    """HH and HV backscatter in scaled dB: ice at a fixed level, open water brightening with wind
-    (as bright as ice at ``wind`` 0.5, in both channels), one rough texture over both."""
+def sar_image(rng: np.random.Generator, ice: np.ndarray, wind: float, ice_roughness: float,
+              looks: int = 6) -> np.ndarray:
+    """HH and HV backscatter in scaled dB: water as rough as the wind, ice as rough as it is
+    deformed, on one scale, and one texture over both."""
     size = ice.shape[0]
     channels = []
     for band in range(2):
-        roughness = (smooth_noise(rng, size, 1.5, 1.5) - 0.5) * 4.0
-        water = SAR_DB["calm_water"][band] + SAR_DB["water_per_wind"][band] * wind
-        decibels = np.where(ice, SAR_DB["ice"][band], water) + roughness
+        texture = (smooth_noise(rng, size, 1.5, 1.5) - 0.5) * 4.0
+        decibels = SAR_SMOOTH_DB[band] + SAR_RISE_DB * np.where(ice, ice_roughness, wind) + texture
         decibels = decibels + 10 * np.log10(rng.gamma(looks, 1 / looks, ice.shape))  # speckle
         channels.append((decibels - SAR_CENTRE_DB[band]) / 5.0)
     return np.stack(channels, axis=-1).astype(np.float32)
@@ -96,10 +98,12 @@ def radiometer(rng: np.random.Generator, ice: np.ndarray, scale: int) -> np.ndar
     return np.stack(channels, axis=-1).astype(np.float32)
 
 
-def generate(rng: np.random.Generator, size: int, mwr_scale: int = 8, wind: float | None = None) -> Scene:
+def generate(rng: np.random.Generator, size: int, mwr_scale: int = 8, wind: float | None = None,
+             ice_roughness: float | None = None) -> Scene:
     """One scene ``size`` x ``size`` SAR pixels; ``size`` must be a multiple of ``mwr_scale``."""
     if size % mwr_scale:
         raise ValueError(f"size={size} is not a multiple of mwr_scale={mwr_scale}")
     ice = ice_mask(rng, size)
     wind = float(rng.uniform(0, 1)) if wind is None else wind
-    return Scene(sar_image(rng, ice, wind), radiometer(rng, ice, mwr_scale), ice, wind)
+    ice_roughness = float(rng.uniform(0, 1)) if ice_roughness is None else ice_roughness
+    return Scene(sar_image(rng, ice, wind, ice_roughness), radiometer(rng, ice, mwr_scale), ice, wind, ice_roughness)
