@@ -8,10 +8,10 @@ detector is built, so the classifiers' commands start fast.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import keras
 
@@ -31,6 +31,7 @@ class ModelEntry:
     has_imagenet_weights: bool = True
     input_names: tuple[str, ...] = ("image",)  # classify: a second input is a local crop of the first
     config_options: tuple[str, ...] = ()  # builder keywords the trainer takes from its config of the same names
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # training settings of its own, over its task's
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -66,7 +67,7 @@ register("unet_resnet34", ModelEntry(unet.build_unet_resnet34, unet.MIN_INPUT_SI
 
 register("fusion_aspp", ModelEntry(fusion.build_fusion_aspp, fusion.MIN_INPUT_SIZE, None, task="segment",
                                    has_imagenet_weights=False, input_names=fusion.INPUT_NAMES,
-                                   config_options=("fusion_size",)))
+                                   config_options=("fusion_size",), defaults=fusion.TRAINING_DEFAULTS))
 
 
 def model_names(task: str) -> list[str]:

@@ -17,6 +17,17 @@ def test_defaults_are_the_main_job():
     assert (config.model, config.data) == ("sednet", "synthetic:sigma_clasts")
 
 
+def test_a_models_defaults_sit_between_its_tasks_and_the_users(tmp_path):
+    """fusion_aspp trains on sea ice by default; YAML and flags still win."""
+    config = parse_config(["--task", "segment", "--model", "fusion_aspp"])
+    assert (config.data, config.synthetic_size, config.lr, config.loss) == ("synthetic:sea_ice", 96, 0.01, "bce+dice")
+    path = tmp_path / "c.yaml"
+    path.write_text("data: scenes.csv\n")
+    config = parse_config(["--config", str(path), "--task", "segment", "--model", "fusion_aspp", "--synthetic-size", "64"])
+    assert (config.data, config.synthetic_size) == ("scenes.csv", 64)
+    assert parse_config(["--task", "segment"]).data == "synthetic:seismic_salt"
+
+
 @pytest.mark.parametrize("text, message", [
     ("epoks: 3\n", "unknown key 'epoks'"),
     ("epochs: three\n", "epochs='three' should be of type int"),

@@ -154,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=100, help="synthetic scenes (default 100)")
     parser.add_argument("--size", type=int, default=96, help="SAR side in pixels (default 96)")
     parser.add_argument("--mwr-scale", type=int, default=8, help="SAR pixels per radiometer pixel (default 8)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs per variant (default 8)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per variant (default 10)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, split and training (default 0)")
     return parser
 

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """YAML first, then flags, then the task's defaults (``Task.defaults``); validated.
+    """YAML first, then flags, then the model's defaults (``ModelEntry.defaults``), then the
+    task's (``Task.defaults``); validated.
 
     Raises:
         ConfigError, or SystemExit for argparse errors.
@@ -235,7 +236,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     values.update({k: v for k, v in args.items() if v is not None})
     task = TASKS.get(values.get("task", TrainConfig.task))
     if task is not None:
-        values = {**task.defaults, **values}
+        model = MODELS.get(values.get("model", task.defaults.get("model", TrainConfig.model)))
+        values = {**task.defaults, **(model.defaults if model else {}), **values}
     config = TrainConfig(**values)
     config.validate()
     return config
