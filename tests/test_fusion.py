@@ -153,3 +153,23 @@ def test_a_fusion_model_on_a_section_manifest_stops_with_the_columns_it_needs(tm
     assert run_main(["--task", "segment", "--model", "fusion_aspp", "--data", str(manifest),
                      "--logdir", str(tmp_path / "logs")]) == 2
     assert "has no 'sar', 'mwr' column(s)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_fusion_checks_the_papers_findings_under_every_score(tmp_path):
+    """Small and Large on six tiny scenes: the shares, the ablation and a verdict per finding and score."""
+    from training.compare_fusion import SCORES, main as compare_main
+
+    code, stdout = _captured(compare_main, ["--out", str(tmp_path), "--n", "6", "--size", "32", "--mwr-scale", "4",
+                                            "--epochs", "1", "--batch-size", "4"])
+    assert code == 0, stdout
+    table = pd.read_csv(tmp_path / "compare_fusion.csv")
+    assert sorted(table["size"].unique()) == ["large", "small"] and len(table) == 12
+    for score in SCORES:
+        shares = table.groupby("size")[f"share_{score}"].sum(min_count=1)
+        assert ((shares - 1).abs() < 1e-6).all() or (score == "ablation" and shares.isna().any()), score
+    report = (tmp_path / "compare_fusion.md").read_text()
+    for title in SCORES.values():  # a one-epoch model may leave the ablation undefined, never unreported
+        section = report.split(f"**{title}**")[1].split("**")[0]
+        assert ("- MWR matters most: " in section and "Scale-0 is the most" in section) or "undefined here" in section
+    assert (tmp_path / "small_groups.png").is_file() and (tmp_path / "large_sorted.png").is_file()

@@ -91,6 +91,9 @@ def claims(table: pd.DataFrame, scores: dict[str, ZScores]) -> list[str]:
     lines = []
     for score, title in SCORES.items():
         by = {size: table[table["size"] == size].set_index("group")[f"share_{score}"] for size in scores}
+        if any(shares_.isna().all() for shares_ in by.values()):
+            lines += [f"**{title}**: undefined here (no group moves it in one of the models)", ""]
+            continue
         top = {size: shares_.idxmax() for size, shares_ in by.items()}
         mwr_move = abs(by["large"]["mwr"] - by["small"]["mwr"])
         scale_move = max(abs(by["large"][g] - by["small"][g]) for g in SAR_GROUPS)
