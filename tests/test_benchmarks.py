@@ -35,13 +35,23 @@ BENCHMARKS = {
 }
 
 
+DETECTOR_BENCHMARKS = ("detector_prior.py", "detector_quality.py")  # tested in test_benchmarks_detector.py, so
+# that pytest-xdist (a file per worker) can run the two heaviest beside the others
+
+
 def test_every_benchmark_is_covered():
     assert sorted(BENCHMARKS) == sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    assert set(DETECTOR_BENCHMARKS) <= set(BENCHMARKS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", sorted(BENCHMARKS))
+@pytest.mark.parametrize("script", sorted(set(BENCHMARKS) - set(DETECTOR_BENCHMARKS)))
 def test_a_benchmark_runs_as_committed(script, tmp_path, request):
+    run_benchmark(script, tmp_path, request)
+
+
+def run_benchmark(script: str, tmp_path, request) -> None:
+    """Runs ``benchmarks/SCRIPT`` with its tiny flags; it must exit 0 and end with its JSON keys."""
     flags, keys = BENCHMARKS[script]
     out = ["--out", str(tmp_path / "out")] if script.startswith("detector_") else []
     if script == "detector_quality.py":  # it reuses a finished classifier run: the suite's tiny SedNet
