@@ -173,3 +173,29 @@ def test_compare_fusion_checks_the_papers_findings_under_every_score(tmp_path):
         section = report.split(f"**{title}**")[1].split("**")[0]
         assert ("- MWR matters most: " in section and "Scale-0 is the most" in section) or "undefined here" in section
     assert (tmp_path / "small_groups.png").is_file() and (tmp_path / "large_sorted.png").is_file()
+
+
+def test_augmentation_flips_sar_radiometer_and_mask_together():
+    """Each source carries the mask (SAR exactly, the radiometer as its block means), so any flip
+    that moves one without the others shows. Break tried: the mask left unflipped."""
+    from training.config import parse_config
+    from training.tasks.fusion import FusionData
+
+    from datasets.fusion import FusionSample
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(8):
+        mask = np.zeros((16, 16), bool)
+        mask[rng.integers(0, 8):, rng.integers(0, 4):rng.integers(8, 16)] = True
+        mwr = np.repeat(mask.reshape(4, 4, 4, 4).mean(axis=(1, 3))[..., None], 14, axis=-1).astype(np.float32)
+        sar = np.stack([mask, ~mask], axis=-1).astype(np.float32)
+        samples.append(FusionSample(f"s{i}", sar, mwr, mask, "train"))
+    config = parse_config(["--task", "segment", "--model", "fusion_aspp", "--batch-size", "8"])
+    flipped = 0
+    for inputs, masks in FusionData(samples).dataset("train", config, training=True).repeat(4):
+        for sar, mwr, mask in zip(inputs["sar"].numpy(), inputs["mwr"].numpy(), masks.numpy()[..., 0]):
+            np.testing.assert_array_equal(sar[..., 0], mask)
+            np.testing.assert_allclose(mwr[..., 0], mask.reshape(4, 4, 4, 4).mean(axis=(1, 3)))
+            flipped += not any(np.array_equal(mask, s.truth) for s in samples)
+    assert flipped > 0
