@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,22 +99,33 @@ def _array(path: str, what: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def load_fusion_samples(table: pd.DataFrame, bad: list[dict]) -> list[FusionSample]:
-    """Every labelled sample that can be used; the others go to ``bad`` with the reason, as does
-    a sample whose sizes differ from the first usable one's (a batch needs one size)."""
-    rows = table[table["mask"].notna()].itertuples(index=False)
-    samples = []
-    for row, sample in read_each(rows, bad, lambda r: r.sar, lambda r: read_fusion_sample(r.sar, r.mwr, r.mask)):
+def usable_samples(table: pd.DataFrame, bad: list[dict], masks: bool = True) -> Iterator[FusionSample]:
+    """Every sample of the manifest that can be used, with its split (and, with ``masks``, only
+    the labelled ones, masks read); the others go to ``bad`` with the reason, as does a sample
+    whose sizes differ from the first usable one's (a batch needs one size)."""
+    rows = table[table["mask"].notna()] if masks else table
+    first = None
+    for row, sample in read_each(rows.itertuples(index=False), bad, lambda r: r.sar,
+                                 lambda r: read_fusion_sample(r.sar, r.mwr, r.mask if masks else None)):
         split = getattr(row, "split", None)
         sample.split = split if isinstance(split, str) else None
-        if samples and (sample.sar.shape, sample.mwr.shape) != (samples[0].sar.shape, samples[0].mwr.shape):
+        first = first or sample
+        if (sample.sar.shape, sample.mwr.shape) != (first.sar.shape, first.mwr.shape):
             bad.append({"path": row.sar, "reason": (
                 f"its SAR is {_shape(sample.sar)} and its radiometer {_shape(sample.mwr)}, but the first sample "
-                f"{samples[0].name} has {_shape(samples[0].sar)} and {_shape(samples[0].mwr)}; every sample "
-                "needs the same sizes")})
+                f"{first.name} has {_shape(first.sar)} and {_shape(first.mwr)}; every sample needs the same sizes")})
             continue
-        samples.append(sample)
-    return samples
+        yield sample
+
+
+def load_fusion_samples(table: pd.DataFrame, bad: list[dict]) -> list[FusionSample]:
+    """Every labelled sample that can be used (see :func:`usable_samples`)."""
+    return list(usable_samples(table, bad))
+
+
+def stack_sources(samples: list[FusionSample]) -> dict[str, np.ndarray]:
+    """The samples' SAR and radiometer arrays as a batch keyed by input name."""
+    return {name: np.stack([getattr(s, name) for s in samples]) for name in ("sar", "mwr")}
 
 
 def _shape(array: np.ndarray) -> str:

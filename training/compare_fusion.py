@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.fusion import read_fusion_manifest, read_fusion_sample
+from datasets.fusion import read_fusion_manifest, read_fusion_sample, stack_sources
 from datasets.synthetic import write_dataset
 from explain.loading import load_run
 from explain.zscores import ZScores, ablated_logits, zscores
@@ -59,8 +59,7 @@ def ablation_drops(model, run: Path, manifest: Path) -> pd.DataFrame:
     test = pd.read_csv(run / "split.csv").query("split == 'test'")["scene"]
     rows = read_fusion_manifest(manifest).set_index("sar").loc[list(test)]
     samples = [read_fusion_sample(sar, row["mwr"], row["mask"]) for sar, row in rows.iterrows()]
-    inputs = {name: np.stack([getattr(s, name) for s in samples]) for name in ("sar", "mwr")}
-    logits, ablated = ablated_logits(model, inputs)
+    logits, ablated = ablated_logits(model, stack_sources(samples))
 
     def iou(values: np.ndarray) -> float:
         return float(np.mean([mask_scores(s.truth, v[..., 0] > 0)["iou"] for s, v in zip(samples, values)]))

@@ -50,7 +50,8 @@ class TrainConfig:
         "a folder of class sub-folders, a CSV manifest (path,label[,split][,xmin,ymin,xmax,ymax]), or "
         + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, images/, "
         "labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the synthetic sigma clasts have "
-        "up to 3 per image; segment: a CSV section,mask[,split][,inline] of SEG-Y/.npy/PNG/TIFF sections"))
+        "up to 3 per image; segment: a CSV section,mask[,split][,inline] of SEG-Y/.npy/PNG/TIFF sections, or for "
+        "fusion_aspp a CSV sar,mwr,mask[,split] of .npy arrays"))
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
                                          "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
                                   choices=("one", "labels"))

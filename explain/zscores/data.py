@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from datasets.fusion import read_fusion_manifest, read_fusion_sample
+from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.synthetic import cached_dataset
@@ -38,34 +38,22 @@ def resolve_data(run: LoadedRun, data: str | None) -> Path:
     return cached_dataset(str(data).split(":", 1)[1], run.path.parent.parent, **options)
 
 
-def is_fusion_model(model) -> bool:
+def _takes_two_sources(model) -> bool:
     names = tuple(model.input) if isinstance(model.input, dict) else tuple(t.name for t in model.inputs)
     return names == FUSION_INPUTS
 
 
 def fusion_batches(manifest: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator[dict]:
-    """Batches ``{"sar", "mwr"}`` of every readable sample (masks are not needed); a sample
-    whose sizes differ from the first one's goes to ``bad``."""
-    table = read_fusion_manifest(manifest).head(limit)
-    chunk, first = [], None
-    for row, sample in read_each(table.itertuples(index=False), bad, lambda r: r.sar,
-                                 lambda r: read_fusion_sample(r.sar, r.mwr, None)):
-        shapes = (sample.sar.shape, sample.mwr.shape)
-        first = first or shapes
-        if shapes != first:
-            bad.append({"path": row.sar, "reason": f"its SAR and radiometer are {shapes[0]} and {shapes[1]}, but the "
-                                                   f"first sample's are {first[0]} and {first[1]}"})
-            continue
+    """Batches ``{"sar", "mwr"}`` of every usable sample (masks are not needed); a sample whose
+    sizes differ from the first one's goes to ``bad``."""
+    chunk = []
+    for sample in usable_samples(read_fusion_manifest(manifest).head(limit), bad, masks=False):
         chunk.append(sample)
         if len(chunk) == batch_size:
-            yield _stack(chunk)
+            yield stack_sources(chunk)
             chunk = []
     if chunk:
-        yield _stack(chunk)
-
-
-def _stack(samples) -> dict[str, np.ndarray]:
-    return {name: np.stack([getattr(s, name) for s in samples]) for name in FUSION_INPUTS}
+        yield stack_sources(chunk)
 
 
 def image_batches(model, source: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator:
@@ -91,7 +79,7 @@ def model_batches(run: LoadedRun, data: str | None, batch_size: int, bad: list[d
         ExplainError: the model takes inputs neither reader makes (e.g. seismic patches).
     """
     source = resolve_data(run, data)
-    if is_fusion_model(run.model):
+    if _takes_two_sources(run.model):
         return source, fusion_batches(source, batch_size, bad, limit)
     if len(run.model.inputs[0].shape) == 4 and run.model.inputs[0].shape[-1] == 3:
         return source, image_batches(run.model, source, batch_size, bad, limit)

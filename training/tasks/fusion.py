@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest
+from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.seismic import split_sections
 from datasets.tables import SPLITS, DataError, write_bad_files
 from models import MODELS
 from models.fusion import INPUT_NAMES
+from training.tasks.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -62,8 +63,7 @@ class FusionData:
 
     def arrays(self, items: list[FusionSample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The stacked inputs and (N, H, W, 1) float32 masks of ``items``."""
-        inputs = {name: np.stack([getattr(s, name) for s in items]) for name in INPUT_NAMES}
-        return inputs, np.stack([s.truth for s in items])[..., None].astype(np.float32)
+        return stack_sources(items), np.stack([s.truth for s in items])[..., None].astype(np.float32)
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
         """Batches of ({sar, mwr}, mask); training shuffles and flips (both axes)."""
@@ -102,24 +102,14 @@ def fusion_picture(sample: FusionSample, probability: np.ndarray) -> np.ndarray:
     """SAR HH, one radiometer channel upsampled, truth, probability and error side by side (RGB uint8)."""
     rows, cols = sample.sar.shape[:2]
     channel = sample.mwr[..., min(PREVIEW_CHANNEL, sample.mwr.shape[-1] - 1)]
-    panels = [_stretch(sample.sar[..., 0]), _stretch(cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_NEAREST)),
-              _gray(sample.truth.astype(np.float32)), _gray(probability)]
-    predicted, truth = probability > 0.5, sample.truth
-    error = np.zeros((rows, cols, 3), np.uint8)
-    error[truth & ~predicted] = (40, 90, 255)
-    error[predicted & ~truth] = (255, 60, 40)
-    error[truth & predicted] = (90, 90, 90)
-    gap = np.full((rows, 4, 3), 255, np.uint8)
-    return np.concatenate([p for panel in (*panels, error) for p in (panel, gap)][:-1], axis=1)
+    radiometer = cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return strip([_stretch(sample.sar[..., 0]), _stretch(radiometer), gray(sample.truth.astype(np.float32)),
+                  gray(probability), error_panel(sample.truth, probability > 0.5)])
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
     low, high = np.percentile(values, (1, 99))
-    return _gray((values - low) / max(high - low, 1e-6))
-
-
-def _gray(values: np.ndarray) -> np.ndarray:
-    return np.repeat((np.clip(values, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return gray((values - low) / max(high - low, 1e-6))
 
 
 def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> FusionData:

@@ -38,6 +38,7 @@ from training import callbacks as tb
 from training.segmentation_metrics import BAND_WIDTH, mask_scores
 from training.tasks import Task, register_task
 from training.tasks.fusion import FusionData, is_fusion_model, prepare_fusion_data
+from training.tasks.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -156,21 +157,10 @@ def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, 
 def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
     """Section, truth, prediction and error side by side as one RGB uint8 strip (the error
     panel: missed salt blue, false salt red). Without a truth: section and prediction."""
-    gray = section_image(amplitude)
-    predicted = probability > 0.5
-    panels = [gray, _gray(probability)]
-    if truth is not None:
-        error = np.zeros_like(gray)
-        error[truth & ~predicted] = (40, 90, 255)
-        error[predicted & ~truth] = (255, 60, 40)
-        error[truth & predicted] = (90, 90, 90)
-        panels = [gray, _gray(truth.astype(np.float32)), _gray(probability), error]
-    gap = np.full((gray.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-
-
-def _gray(values: np.ndarray) -> np.ndarray:
-    return np.repeat((np.clip(values, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    section = section_image(amplitude)
+    if truth is None:
+        return strip([section, gray(probability)])
+    return strip([section, gray(truth.astype(np.float32)), gray(probability), error_panel(truth, probability > 0.5)])
 
 
 class SectionScores(tb.SummaryCallback):
