@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".pbm", ".pgm",
+                    ".ppm", ".pnm", ".pfm", ".hdr", ".pic", ".sr", ".ras")  # what OpenCV >= 4.11 decodes
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # errors only: a corrupt file is reported once, by us, in bad_files.csv
 
@@ -59,8 +60,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def decode_file(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     """Decodes an image file with OpenCV ``flags``, as stored (any depth and channels by default).
 
+    OpenCV reads the size from the header before it decodes and refuses more than
+    ``CV_IO_MAX_IMAGE_PIXELS`` (2^30 by default), so a decompression bomb costs nothing.
+
     Raises:
-        UnreadableImageError: the file is missing, empty, truncated or not an image.
+        UnreadableImageError: the file is missing, empty, truncated, a symbolic-link loop, not an
+            image, or claims more pixels than OpenCV decodes.
     """
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -68,7 +73,14 @@ def decode_file(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> n
         raise UnreadableImageError(f"cannot be read: {err.strerror or err}") from err
     if data.size == 0:
         raise UnreadableImageError("empty file (0 bytes)")
-    image = cv2.imdecode(data, flags)
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as err:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+            raise UnreadableImageError(
+                "its header claims more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30 by default): "
+                "a decompression bomb or a corrupt header; refused without decoding") from err
+        raise UnreadableImageError(f"cannot be decoded: {str(err).strip().splitlines()[-1]}") from err
     if image is None or image.size == 0:
         raise UnreadableImageError("cannot be decoded: corrupt, truncated or not an image")
     return image

@@ -9,6 +9,7 @@ image tensor; a two-input model such as SedNet gets ``{first: image, second: cro
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,6 +40,12 @@ class InputSpec:
     def crop_input(self) -> str | None:
         """The input that takes the local crop, if any."""
         return self.input_names[1] if self.local_size else None
+
+    @property
+    def min_source_size(self) -> int:
+        """The smallest image side worth reading: a quarter of the smallest input side (an
+        image enlarged more than four times holds no detail for the model to see)."""
+        return max(1, min(self.image_size, self.local_size or self.image_size) // 4)
 
 
 def load_example(path: str, box: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ...]:
@@ -84,13 +91,13 @@ def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpe
     sizes = [spec.image_size] + ([spec.local_size] if spec.local_size else [])
 
     def load(path, box, label):
-        arrays = tf.numpy_function(lambda p, b: load_example(p.decode(), b, spec), [path, box],
+        arrays = tf.numpy_function(lambda p, b: load_example(os.fsdecode(p), b, spec), [path, box],
                                    [tf.uint8] * len(sizes), stateful=False)
         for array, size in zip(arrays, sizes):
             array.set_shape((size, size, 3))
         return tuple(arrays), label
 
-    dataset = tf.data.Dataset.from_tensor_slices((table["path"].to_numpy(str), boxes, labels))
+    dataset = tf.data.Dataset.from_tensor_slices((np.array([os.fsencode(p) for p in table["path"]]), boxes, labels))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache()

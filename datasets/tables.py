@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from datasets.images import IMAGE_EXTENSIONS, UnreadableImageError, read_image
+from datasets.images import IMAGE_EXTENSIONS, UnreadableImageError, read_each, read_image
 
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 SPLITS = ("train", "val", "test")
@@ -29,7 +31,12 @@ class DataError(ValueError):
 
 
 def load_table(source: str | os.PathLike) -> pd.DataFrame:
-    """Loads a class-folder tree (``root/<class>/<image>``) or a CSV manifest."""
+    """Loads a class-folder tree (``root/<class>/<image>``) or a CSV manifest.
+
+    Rows that cannot be used (a file type OpenCV does not read, a manifest row without a label
+    or with an impossible box) are kept with their reason in the ``problem`` column;
+    :func:`check_images` lists them in ``bad_files.csv``.
+    """
     source = Path(source)
     if not source.exists():
         raise DataError(f"Data path does not exist: {source}. Pass a folder of class "
@@ -45,7 +52,7 @@ def list_images(source: str | os.PathLike) -> pd.DataFrame:
     """Lists images to explain or predict: class folders, a flat folder or a manifest.
 
     Unlike :func:`load_table`, labels are optional (``label`` is None when unknown) and one
-    class is fine.
+    class is fine. Read the rows with :func:`read_listed`, which refuses the unusable ones.
     """
     source = Path(source)
     if not source.exists():
@@ -53,35 +60,55 @@ def list_images(source: str | os.PathLike) -> pd.DataFrame:
     if source.is_file() and source.suffix.lower() == ".csv":
         return _one_row_per_image(read_manifest(source, require_label=False))
     if source.is_file():
-        return _one_row_per_image(pd.DataFrame({"path": [str(source.resolve())], "label": [None]}))
-    flat = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if flat:
-        return _one_row_per_image(pd.DataFrame({"path": [str(p.resolve()) for p in flat], "label": None}))
+        return _one_row_per_image(pd.DataFrame({"path": [os.path.abspath(source)], "label": [None]}))
+    flat = _listed_files(p for p in source.iterdir() if not p.is_dir())
+    if len(flat) and flat["problem"].isna().any():
+        return _one_row_per_image(flat.assign(label=None))
     return _one_row_per_image(scan_class_folders(source))
 
 
 def scan_class_folders(root: Path) -> pd.DataFrame:
-    """Lists ``root/<class>/*.{jpg,jpeg,png,tif,tiff,bmp}``, as Keras' image_dataset_from_directory."""
+    """Lists ``root/<class>/**`` as Keras' image_dataset_from_directory does; files of a type
+    OpenCV does not read are listed with that problem, hidden files are ignored."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if not class_dirs:
         raise DataError(f"No class folders in {root}: expected {root}/<class>/<image> "
                         f"with images of type {', '.join(IMAGE_EXTENSIONS)}.")
-    rows = []
+    tables = []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
+        files = _listed_files(p for p in class_dir.rglob("*") if not p.is_dir())
+        if not files["problem"].isna().any():
             raise DataError(f"Class folder {class_dir} holds no images "
                             f"({', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder.")
-        rows += [{"path": str(f.resolve()), "label": class_dir.name} for f in files]
-    return pd.DataFrame(rows)
+        tables.append(files.assign(label=class_dir.name))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _listed_files(paths: Iterable[Path]) -> pd.DataFrame:
+    """Absolute paths (links are not followed: a link loop is reported when read) of the
+    non-hidden files, each with the problem of an unsupported type or NaN."""
+    files = sorted(p for p in paths if not p.name.startswith("."))
+    problems = [np.nan if p.suffix.lower() in IMAGE_EXTENSIONS else
+                f"unsupported file type {p.suffix or '(no extension)'!r}; images are {', '.join(IMAGE_EXTENSIONS)}"
+                for p in files]
+    return pd.DataFrame({"path": [os.path.abspath(p) for p in files], "problem": problems}, dtype=object)
 
 
 def read_manifest(csv_path: Path, require_label: bool = True) -> pd.DataFrame:
     """Reads a CSV manifest with columns path, label and optionally split and box columns.
 
-    Relative paths are taken relative to the manifest's folder.
+    Relative paths are taken relative to the manifest's folder. A row without a label (when
+    ``require_label``) or with an impossible box gets its reason in the ``problem`` column,
+    naming its line of the file.
     """
-    table = pd.read_csv(csv_path, dtype={"path": str, "label": str})
+    try:
+        table = pd.read_csv(csv_path, dtype={"path": str, "label": str}, encoding_errors="surrogateescape")
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"Manifest {csv_path} is empty: write a header line path,label[,split] and one row "
+                        "per image.") from err
+    except (pd.errors.ParserError, ValueError) as err:
+        raise DataError(f"Manifest {csv_path} is not a readable CSV file ({str(err).strip()}): write a header "
+                        "line path,label[,split] and one row per image.") from err
     if not require_label and "label" not in table.columns:
         table["label"] = None
     missing = {"path", "label"} - set(table.columns)
@@ -90,29 +117,77 @@ def read_manifest(csv_path: Path, require_label: bool = True) -> pd.DataFrame:
                         f"it has {list(table.columns)}.")
     if table.empty:
         raise DataError(f"Manifest {csv_path} lists no images.")
-    table["path"] = [str((csv_path.parent / p).resolve()) for p in table["path"]]
+    if table["path"].isna().any():
+        lines = (table.index[table["path"].isna()] + 2).tolist()
+        raise DataError(f"Manifest {csv_path}: line(s) {lines[:10]} have no path.")
+    table["path"] = [os.path.abspath(csv_path.parent / p) for p in table["path"]]
     if "split" in table.columns:
         unknown = sorted(set(table["split"].dropna()) - set(SPLITS))
         if unknown:
             raise DataError(f"Manifest {csv_path}: unknown split value(s) {unknown}; use {SPLITS}.")
-    return table
+    table["line"] = [f"{csv_path.name} line {i + 2}" for i in table.index]
+    return table.assign(problem=_row_problems(table, require_label))
+
+
+def _row_problems(table: pd.DataFrame, require_label: bool) -> pd.Series:
+    """Why each manifest row cannot be used (NaN when it can): no label, or a box that is
+    incomplete, empty or inverted, or starts left of or above the image."""
+    problems = pd.Series(np.nan, index=table.index, dtype=object)
+    if require_label:
+        no_label = table["label"].isna() | (table["label"].astype(str).str.strip() == "")
+        problems[no_label] = "no label"
+    present = [c for c in BOX_COLUMNS if c in table.columns]
+    if present:
+        boxes = table.reindex(columns=BOX_COLUMNS).apply(pd.to_numeric, errors="coerce")
+        given = boxes.notna().any(axis=1)
+        bad = given & (boxes.isna().any(axis=1) | (boxes["xmax"] <= boxes["xmin"])
+                       | (boxes["ymax"] <= boxes["ymin"]) | (boxes[["xmin", "ymin"]] < 0).any(axis=1))
+        for index in table.index[bad & problems.isna()]:
+            problems[index] = (f"box {tuple(table.loc[index, present].tolist())} is incomplete, empty, inverted "
+                               "or starts outside the image; box columns are xmin < xmax, ymin < ymax in pixels")
+    return (table["line"] + ": " + problems).where(problems.notna())
 
 
 def _one_row_per_image(table: pd.DataFrame) -> pd.DataFrame:
-    for column in BOX_COLUMNS:
+    """One row per path: its largest usable box (a usable row before a problem row)."""
+    for column in BOX_COLUMNS + ["problem"]:
         if column not in table.columns:
             table[column] = np.nan
     area = (table["xmax"] - table["xmin"]) * (table["ymax"] - table["ymin"])
-    table = table.assign(_area=area.fillna(-1.0)).sort_values("_area", ascending=False, kind="stable")
-    return table.drop_duplicates("path").drop(columns="_area").sort_index().reset_index(drop=True)
+    table = table.assign(_rank=area.fillna(-1.0).where(table["problem"].isna(), -np.inf))
+    table = table.sort_values("_rank", ascending=False, kind="stable")
+    return table.drop_duplicates("path").drop(columns="_rank").sort_index().reset_index(drop=True)
 
 
 def _checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:
-    classes = sorted(table["label"].unique())
+    classes = sorted(table.loc[table["problem"].isna(), "label"].unique())
     if len(classes) < 2:
-        raise DataError(f"{source} holds a single class ({classes[0]!r}): a classifier needs "
-                        "at least two classes.")
+        raise DataError(f"{source} holds {f'a single class ({classes[0]!r})' if classes else 'no labelled image'}: "
+                        "a classifier needs at least two classes.")
     return table
+
+
+def read_listed(row, min_size: int = 1) -> np.ndarray:
+    """Reads one listed image (a row of :func:`load_table` or :func:`list_images`) as RGB uint8.
+
+    Raises:
+        UnreadableImageError: the row has a problem, the file cannot be decoded, the image is
+            smaller than ``min_size`` pixels a side, or its box reaches beyond the image.
+    """
+    problem = getattr(row, "problem", np.nan)
+    if isinstance(problem, str):
+        raise UnreadableImageError(problem)
+    image = read_image(row.path)
+    height, width = image.shape[:2]
+    if min(height, width) < min_size:
+        raise UnreadableImageError(f"{width}x{height} px is smaller than this model's minimum of "
+                                   f"{min_size}x{min_size} px")
+    box = [getattr(row, c, np.nan) for c in BOX_COLUMNS]
+    if not np.isnan(box).any() and (box[2] > width or box[3] > height):
+        where = getattr(row, "line", np.nan)
+        raise UnreadableImageError(f"{where + ': ' if isinstance(where, str) else ''}box {tuple(box)} reaches "
+                                   f"beyond the {width}x{height} image; box columns are pixels of the source image")
+    return image
 
 
 @dataclass
@@ -124,38 +199,23 @@ class ImageCheck:
 
 
 def check_images(table: pd.DataFrame, min_size: int) -> ImageCheck:
-    """Decodes each image once; unusable files are set aside, too-small images are an error.
+    """Decodes each image once; unusable files and images smaller than ``min_size`` pixels a
+    side are set aside with their reason.
 
     Adds the columns ``height`` and ``width`` (source pixels).
 
     Raises:
-        DataError: no usable image is left, or an image is smaller than ``min_size`` pixels.
+        DataError: no usable image is left.
     """
-    sizes, bad = [], []
-    for path in table["path"]:
-        try:
-            sizes.append(read_image(path).shape[:2])
-        except UnreadableImageError as err:
-            sizes.append((0, 0))
-            bad.append({"path": path, "reason": str(err)})
-    checked = table.assign(height=[s[0] for s in sizes], width=[s[1] for s in sizes])
-    bad_files = pd.DataFrame(bad, columns=["path", "reason"])
-    good = checked[~checked["path"].isin(bad_files["path"])].reset_index(drop=True)
+    bad = []
+    sizes = {row.Index: image.shape[:2]
+             for row, image in read_each(table.itertuples(), bad, read=partial(read_listed, min_size=min_size))}
+    good = table.loc[list(sizes)].assign(height=[s[0] for s in sizes.values()],
+                                         width=[s[1] for s in sizes.values()]).reset_index(drop=True)
     if good.empty:
-        raise DataError(f"None of the {len(table)} images could be read; see the reasons: "
+        raise DataError(f"None of the {len(table)} images can be used; the reasons: "
                         + "; ".join(f"{b['path']}: {b['reason']}" for b in bad[:3]))
-    _raise_if_too_small(good, min_size)
-    return ImageCheck(good, bad_files)
-
-
-def _raise_if_too_small(table: pd.DataFrame, min_size: int) -> None:
-    small = table[(table["height"] < min_size) | (table["width"] < min_size)]
-    if small.empty:
-        return
-    examples = ", ".join(f"{r.path} ({r.width}x{r.height})" for r in small.head(3).itertuples())
-    raise DataError(f"{len(small)} image(s) are smaller than the model's minimum input of "
-                    f"{min_size}x{min_size} px, e.g. {examples}. Remove them, or choose a "
-                    "model with a smaller minimum input.")
+    return ImageCheck(good, pd.DataFrame(bad, columns=["path", "reason"]))
 
 
 def stratified_split(table: pd.DataFrame, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
@@ -185,12 +245,21 @@ def stratified_split(table: pd.DataFrame, fractions: tuple[float, float, float] 
 def write_split(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Writes ``split.csv`` (path, label, split, and box columns when known): a valid manifest."""
     columns = ["path", "label", "split"] + [c for c in BOX_COLUMNS if table[c].notna().any()]
-    table[columns].to_csv(path, index=False)
+    write_csv(table[columns], path)
 
 
-def write_bad_files(bad_files: pd.DataFrame, path: str | os.PathLike) -> str:
-    """Writes ``bad_files.csv`` and returns the one-line summary for stdout."""
-    bad_files.to_csv(path, index=False)
+def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Writes a table of file names as UTF-8 CSV; a name that is not valid UTF-8 keeps its
+    bytes (surrogate escapes), so the CSV reads back to the same file."""
+    table.to_csv(path, index=False, errors="surrogateescape")
+
+
+def write_bad_files(bad: pd.DataFrame | list[dict], path: str | os.PathLike) -> str:
+    """Writes ``bad_files.csv`` (path, reason) and returns the one-line summary for stdout."""
+    bad_files = pd.DataFrame(bad, columns=["path", "reason"])
+    write_csv(bad_files, path)
     if bad_files.empty:
         return "All images decoded."
-    return f"Skipped {len(bad_files)} unreadable image(s); see {path}"
+    unsupported = int(bad_files["reason"].str.startswith("unsupported file type").sum())
+    note = f" ({unsupported} of a file type OpenCV does not read)" if unsupported else ""
+    return f"Skipped {len(bad_files)} file(s) that cannot be used{note}; each is listed with its reason in {path}"

@@ -11,9 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from explain.cam import gradcam, gradcam_plus_plus, layercam, scorecam
-from explain.gradients import integrated_gradients, occlusion, saliency, smoothgrad
-from explain.views import DEFAULT_LAYER, LayerError, resolve_layers, spatial_layers
+from datasets.console import quiet_start
+
+quiet_start()
+
+from explain.cam import gradcam, gradcam_plus_plus, layercam, scorecam  # noqa: E402
+from explain.gradients import integrated_gradients, occlusion, saliency, smoothgrad  # noqa: E402
+from explain.views import DEFAULT_LAYER, LayerError, resolve_layers, spatial_layers  # noqa: E402
 
 
 @dataclass(frozen=True)

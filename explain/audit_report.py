@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from datasets.tables import write_csv
+
 MASK_COLOURS = (("green", (0, 220, 0)), ("magenta", (255, 0, 255)), ("cyan", (0, 200, 255)))  # in --masks order
 
 
@@ -16,13 +18,14 @@ def write_report(out: Path, images: pd.DataFrame, summary: pd.DataFrame, decided
                  threshold: float, settings: dict) -> None:
     """Writes audit_images.csv, audit.csv, audit.json and audit.html; ``threshold`` is the
     excess probability drop from which a class relies on the shortcut."""
-    images.to_csv(out / "audit_images.csv", index=False)
+    write_csv(images, out / "audit_images.csv")
     summary.to_csv(out / "audit.csv", index=False)
     report = {"reliance_threshold": threshold, "settings": settings, "verdicts": decided,
               "summary": json.loads(summary.to_json(orient="records")),
               "randomisation_check": json.loads(sanity.to_json(orient="records"))}
     (out / "audit.json").write_text(json.dumps(report, indent=2))
-    (out / "audit.html").write_text(_html(images, summary, decided, sanity, threshold, settings), encoding="utf-8")
+    (out / "audit.html").write_text(_html(images, summary, decided, sanity, threshold, settings), encoding="utf-8",
+                                    errors="surrogateescape")
 
 
 def _html(images: pd.DataFrame, summary: pd.DataFrame, decided: dict, sanity: pd.DataFrame, threshold: float,

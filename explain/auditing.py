@@ -33,7 +33,7 @@ import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each, read_image, read_mask, resize_mask, write_image
 from datasets.pipeline import for_model, model_inputs, stack_inputs
-from datasets.tables import BOX_COLUMNS, list_images
+from datasets.tables import BOX_COLUMNS, list_images, write_bad_files
 from explain import DEFAULT_LAYER, METHODS
 from explain.audit_report import MASK_COLOURS, write_report
 from explain.metrics import (deletion_insertion, energy_in_mask, main_map, mask_area, pointing_game,
@@ -343,7 +343,7 @@ def run_audit(model: str, data: str, masks: dict[str, str], settings: AuditSetti
     if table.empty:
         raise AuditError(f"No readable image in {data}; the first: {bad[0]['path']}: {bad[0]['reason']}.")
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(bad, columns=["path", "reason"]).to_csv(out / "bad_files.csv", index=False)
+    write_bad_files(bad, out / "bad_files.csv")
     print(f"Auditing {len(table)} image(s) with {', '.join(settings.methods)}; masks {masks} ...", flush=True)
     images = audit_images(loaded, table, masks, settings, out)
     summary = summarize(images, list(masks), settings.methods)

@@ -33,7 +33,7 @@ def write_gallery(table: pd.DataFrame, out: Path, methods: list[str], per_group:
             sections += [_card(row, methods) for _, row in rows.head(per_group).iterrows()]
             sections.append("</div>")
     path = out / "gallery.html"
-    path.write_text(_PAGE.format(methods=", ".join(methods), body="\n".join(sections)), encoding="utf-8")
+    path.write_text(_PAGE.format(methods=", ".join(methods), body="\n".join(sections)), encoding="utf-8", errors="surrogateescape")  # file names as on disk
     return path
 
 

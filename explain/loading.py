@@ -79,11 +79,32 @@ def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> L
         if "safe_mode" in str(err) or "lambda" in str(err).lower():
             raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "
                                "refuses to load. Pass --unsafe only if you trust where the file came from.") from err
-        raise
+        raise ExplainError(_unloadable(model_path, err)) from err
+    except Exception as err:  # Keras raises many kinds for a damaged or foreign archive
+        raise ExplainError(_unloadable(model_path, err)) from err
     metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
     names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
     settings = yaml.safe_load(config.read_text()) or {} if config.is_file() else {}
     return LoadedRun(model, names or [], settings, model_path)
+
+
+def _unloadable(path: Path, err: Exception) -> str:
+    """Why Keras could not load an archive: the Keras version that wrote it, when that differs,
+    or damage."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            written_by = json.loads(archive.read("metadata.json")).get("keras_version")
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        written_by, damaged = None, "metadata.json"
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if damaged:
+        return (f"{path} is damaged ({damaged} in the archive is unreadable or missing; Keras says: {reason}). "
+                "Copy the model.keras that python -m training.run wrote again.")
+    if written_by and written_by != keras.__version__:
+        return (f"{path} was written by Keras {written_by} and cannot be read by Keras {keras.__version__} "
+                f"installed here ({reason}). Install keras=={written_by}, or export the model again.")
+    return f"Keras {keras.__version__} cannot load {path}: {reason}."
 
 
 def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from datasets.images import UnreadableImageError, read_each, write_image
 from datasets.seismic import read_section, without_nan
 from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
-from datasets.tables import BOX_COLUMNS, DataError, list_images
+from datasets.tables import BOX_COLUMNS, DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import DEFAULT_LAYER, METHODS, LayerError
 from explain.gallery import write_gallery
 from explain.loading import (ExplainError, LoadedModel, add_model_arguments, load_detector, load_model, load_run,
@@ -52,7 +53,8 @@ def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
     """The batch's source images and model inputs; unreadable files go to ``bad``."""
     kept, sources, arrays = [], [], []
     rows = rows.assign(label=rows["label"].astype(object).where(rows["label"].notna(), None))
-    for row, image in read_each(rows.itertuples(index=False), bad):
+    for row, image in read_each(rows.itertuples(index=False), bad,
+                                 read=partial(read_listed, min_size=spec.min_source_size)):
         box = np.array([getattr(row, c) for c in BOX_COLUMNS], np.float32)
         kept.append((row, box))
         sources.append(image)
@@ -178,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ExplainError, DataError, LayerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    pd.DataFrame(bad, columns=["path", "reason"]).to_csv(out / "bad_files.csv", index=False)
-    if bad:
-        print(f"Skipped {len(bad)} unreadable image(s); see {out / 'bad_files.csv'}")
-    explanations.drop(columns=[f"{m}_overlay" for m in methods]).to_csv(out / "explanations.csv", index=False)
+    print(write_bad_files(bad, out / "bad_files.csv"))
+    write_csv(explanations.drop(columns=[f"{m}_overlay" for m in methods]), out / "explanations.csv")
     gallery = write_gallery(explanations, out, methods) if not explanations.empty else None
     print(f"Overlays and raw maps: {out}/<method>/\nTable: {out / 'explanations.csv'}")
     if gallery:

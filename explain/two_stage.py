@@ -25,6 +25,7 @@ import pandas as pd
 from datasets.images import read_each, resize, write_image
 from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
+from datasets.tables import read_listed, write_bad_files, write_csv
 from explain import DEFAULT_LAYER, METHODS
 from explain.gallery import write_gallery
 from explain.loading import LoadedDetector
@@ -90,7 +91,7 @@ def run_two_stage(detector: LoadedDetector, classifier, table: pd.DataFrame, out
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for start in range(0, len(table), batch_size):
         chunk = table.iloc[start:start + batch_size]
-        decoded = list(read_each(chunk.itertuples(index=False), bad))
+        decoded = list(read_each(chunk.itertuples(index=False), bad, read=read_listed))
         kept, images = [row for row, _ in decoded], [image for _, image in decoded]
         found = detections_in_source_pixels(detector, images, min_score) if images else []
         for row, image, (boxes, classes, scores) in zip(kept, images, found):
@@ -132,8 +133,8 @@ def _explain_one(detector, classifier, row, image, boxes, classes, scores, out: 
 def write_two_stage_outputs(out: Path, detections: pd.DataFrame, empty: pd.DataFrame, bad: pd.DataFrame,
                             method: str) -> None:
     """detections.csv, no_detections.csv, bad_files.csv and the gallery (predicted = shear sense)."""
-    detections.to_csv(out / "detections.csv", index=False)
-    empty.to_csv(out / "no_detections.csv", index=False)
-    bad.to_csv(out / "bad_files.csv", index=False)
+    write_csv(detections, out / "detections.csv")
+    write_csv(empty, out / "no_detections.csv")
+    write_bad_files(bad, out / "bad_files.csv")
     if not detections.empty:
         write_gallery(detections.rename(columns={"shear_sense": "predicted"}), out, [method])

@@ -1,6 +1,6 @@
 import pytest
 
-from training.config import ConfigError, TrainConfig, parse_config, read_yaml
+from training.config import ConfigError, TrainConfig, parse_config
 
 
 def test_yaml_is_read_first_and_flags_override(tmp_path):
@@ -39,7 +39,7 @@ def test_bad_yaml_fails_with_the_key(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        read_yaml(path)
+        parse_config(["--config", str(path)])
 
 
 @pytest.mark.parametrize("argv, message", [

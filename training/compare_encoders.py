@@ -56,7 +56,7 @@ def segmentation_run(args: argparse.Namespace) -> Path:
 def labelled_patches(run: Path, stride: int, salt_share: float, out: Path) -> dict[str, tuple[np.ndarray, ...]]:
     """Per split, the run's sections cut into patches every ``stride`` pixels, their labels (1
     where more than ``salt_share`` of the patch is salt) and their salt shares."""
-    config = TrainConfig(**{**read_yaml(run / "config.yaml"), "stride": stride})
+    config = TrainConfig(**{**read_yaml(run / "config.yaml")[0], "stride": stride})
     data = prepare_segmentation_data(Path(config.data), config, out)
     labelled = {}
     for split in ("train", "val", "test"):

@@ -118,6 +118,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Checks values (types are checked on parsing); raises ConfigError naming each bad one."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+
+    def problems(self) -> list[str]:
+        """Every bad value, each naming the key and what it may be."""
         problems = []
         for name, choices in ((f.name, _resolved(f.metadata.get("choices"))) for f in dataclasses.fields(self)):
             if choices and getattr(self, name) not in choices:
@@ -143,8 +149,7 @@ class TrainConfig:
         if self.data.startswith("synthetic:") and self.data.split(":", 1)[1] not in GENERATORS:
             problems.append(f"data={self.data!r}: the synthetic sets are "
                             + ", ".join(f"synthetic:{name}" for name in GENERATORS))
-        if problems:
-            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+        return problems
 
     def _task_problems(self) -> list[str]:
         """What this task cannot do with these settings: another task's model, a strategy or
@@ -174,8 +179,13 @@ def _field_types() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Reads a YAML config; unknown keys and wrong types raise ConfigError."""
+def read_yaml(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """Reads a YAML config: the values of known keys with the right type, and per unknown key
+    or wrong type its problem (reported with the bad values at once, see :func:`parse_config`).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}")
@@ -186,19 +196,16 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of keys to values.")
     types = _field_types()
-    values, problems = {}, []
+    values, problems = {}, {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
         if name not in types:
-            problems.append(f"unknown key {key!r}")
+            problems[name] = f"{path}: unknown key {key!r} (valid keys: {', '.join(sorted(types))})"
         elif not _has_type(value, types[name]):
-            problems.append(f"{key}={value!r} should be of type {types[name].__name__}")
+            problems[name] = f"{path}: {key}={value!r} should be of type {types[name].__name__}"
         else:
             values[name] = float(value) if types[name] is float else value
-    if problems:
-        raise ConfigError(f"Config file {path}: " + "; ".join(problems)
-                          + f". Valid keys: {', '.join(sorted(types))}.")
-    return values
+    return values, problems
 
 
 def _has_type(value, expected: type) -> bool:
@@ -233,12 +240,16 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         ConfigError, or SystemExit for argparse errors.
     """
     args = vars(build_parser().parse_args(argv))
-    values = read_yaml(args.pop("config")) if args.get("config") else {}
-    values.update({k: v for k, v in args.items() if v is not None})
+    values, problems = read_yaml(args.pop("config")) if args.get("config") else ({}, {})
+    flags = {k: v for k, v in args.items() if v is not None}
+    values.update(flags)
+    problems = [problem for key, problem in problems.items() if key not in flags]
     task = TASKS.get(values.get("task", TrainConfig.task))
     if task is not None:
         model = MODELS.get(values.get("model", task.defaults.get("model", TrainConfig.model)))
         values = {**task.defaults, **(model.defaults if model else {}), **values}
     config = TrainConfig(**values)
-    config.validate()
+    problems += config.problems()
+    if problems:
+        raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
     return config

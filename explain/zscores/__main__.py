@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import keras
-import pandas as pd
 
-from datasets.tables import DataError
+from datasets.tables import DataError, write_bad_files
 from explain.loading import ExplainError, load_run
 from explain.zscores import ZScoreError, ZScores, find_linear_head, input_groups, parse_groups, zscores
 from explain.zscores.data import model_batches
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if bad:
-        pd.DataFrame(bad).to_csv(Path(args.out) / "bad_files.csv", index=False)
-        print(f"Skipped {len(bad)} unreadable sample(s); see {Path(args.out) / 'bad_files.csv'}")
+        print(write_bad_files(bad, Path(args.out) / "bad_files.csv"))
     print("Share of the summed |score| per group:\n  " + "\n  ".join(lines))
     print(f"Tables and charts: {args.out}/ (zscores.csv, groups.csv, *_sorted.png, *_groups.png)")
     return 0

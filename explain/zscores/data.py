@@ -8,6 +8,7 @@ cached set the run was trained on.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +18,7 @@ from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.synthetic import cached_dataset
-from datasets.tables import BOX_COLUMNS, list_images
+from datasets.tables import BOX_COLUMNS, list_images, read_listed
 from explain.loading import ExplainError, LoadedRun, input_spec
 from models.fusion import INPUT_NAMES as FUSION_INPUTS
 
@@ -61,7 +62,8 @@ def image_batches(model, source: Path, batch_size: int, bad: list[dict], limit: 
     spec = input_spec(model)
     table = list_images(source).head(limit)
     chunk = []
-    for row, image in read_each(table.itertuples(index=False), bad):
+    for row, image in read_each(table.itertuples(index=False), bad,
+                                 read=partial(read_listed, min_size=spec.min_source_size)):
         box = np.array([getattr(row, c, np.nan) for c in BOX_COLUMNS], np.float32)
         chunk.append(model_inputs(image, box, spec))
         if len(chunk) == batch_size:
