@@ -91,7 +91,7 @@ def _listed_files(paths: Iterable[Path]) -> pd.DataFrame:
     problems = [np.nan if p.suffix.lower() in IMAGE_EXTENSIONS else
                 f"unsupported file type {p.suffix or '(no extension)'!r}; images are {', '.join(IMAGE_EXTENSIONS)}"
                 for p in files]
-    return pd.DataFrame({"path": [os.path.abspath(p) for p in files], "problem": problems}, dtype=object)
+    return pd.DataFrame({"path": [os.path.abspath(p) for p in files], "problem": pd.Series(problems, dtype=object)})
 
 
 def read_manifest(csv_path: Path, require_label: bool = True) -> pd.DataFrame:

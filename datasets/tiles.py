@@ -11,6 +11,8 @@ stays constant, without seams.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 
@@ -33,13 +35,31 @@ def pad_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
     return np.pad(image, [(0, rows), (0, cols)] + [(0, 0)] * (image.ndim - 2), mode="symmetric")
 
 
+def tile_origins(shape: tuple[int, ...], tile: int, stride: int) -> list[tuple[int, int]]:
+    """The (row, column) origin of every tile of an (H, W, ...) image (padded to a tile, as
+    :func:`pad_to_tile` does, when smaller)."""
+    return [(r, c) for r in tile_starts(max(shape[0], tile), tile, stride)
+            for c in tile_starts(max(shape[1], tile), tile, stride)]
+
+
 def cut_tiles(image: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Overlapping ``tile`` x ``tile`` tiles of an (H, W, ...) array, and each one's (row, column)
-    origin. An image smaller than a tile is mirror-padded first (see :func:`pad_to_tile`)."""
+    origin. An image smaller than a tile is mirror-padded first (see :func:`pad_to_tile`).
+    For a large image, :func:`tile_batches` gives the same tiles a batch at a time."""
     image = pad_to_tile(image, tile)
-    origins = [(r, c) for r in tile_starts(image.shape[0], tile, stride)
-               for c in tile_starts(image.shape[1], tile, stride)]
+    origins = tile_origins(image.shape, tile, stride)
     return np.stack([image[r:r + tile, c:c + tile] for r, c in origins]), origins
+
+
+def tile_batches(image: np.ndarray, tile: int, stride: int,
+                 batch_size: int) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
+    """The tiles of :func:`cut_tiles`, ``batch_size`` at a time, so that memory holds one batch
+    of tiles, never the whole stack."""
+    image = pad_to_tile(image, tile)
+    origins = tile_origins(image.shape, tile, stride)
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start:start + batch_size]
+        yield np.stack([image[r:r + tile, c:c + tile] for r, c in chunk]), chunk
 
 
 def blend_window(tile: int) -> np.ndarray:
@@ -47,6 +67,41 @@ def blend_window(tile: int) -> np.ndarray:
     positive at the edges."""
     hann = np.hanning(tile + 2)[1:-1]
     return np.outer(hann, hann)
+
+
+class TileBlender:
+    """Blends per-tile results into one image as they arrive: a running window-weighted sum
+    and the summed window, so memory holds the result, not the tiles.
+
+    Args:
+        shape: the original image's (H, W); smaller than a tile when it was padded.
+        tile: the tiles' side.
+        channels: the trailing shape of each result, e.g. ``(num_classes,)``; ``()`` for maps.
+    """
+
+    def __init__(self, shape: tuple[int, int], tile: int, channels: tuple[int, ...] = ()):
+        self.shape, self.tile = tuple(shape[:2]), tile
+        size = (max(shape[0], tile), max(shape[1], tile))
+        self._window = blend_window(tile).astype(np.float32)
+        self._total = np.zeros(size + tuple(channels), np.float32)
+        self._weight = np.zeros(size, np.float32)
+
+    def add(self, results: np.ndarray, origins: list[tuple[int, int]]) -> None:
+        """Adds (N, tile, tile, *channels) results, or (N, *channels) values constant over
+        each tile, at their origins."""
+        tile, window = self.tile, self._window
+        weight = window.reshape(window.shape + (1,) * (self._total.ndim - 2))
+        for result, (r, c) in zip(results, origins):
+            result = np.asarray(result, np.float32)
+            if result.ndim < self._total.ndim:
+                result = result.reshape((1, 1) + result.shape)
+            self._total[r:r + tile, c:c + tile] += result * weight
+            self._weight[r:r + tile, c:c + tile] += window
+
+    def result(self) -> np.ndarray:
+        """The weighted mean, cropped to the original shape."""
+        weight = self._weight.reshape(self._weight.shape + (1,) * (self._total.ndim - 2))
+        return (self._total / weight)[:self.shape[0], :self.shape[1]]
 
 
 def blend_tiles(tiles: np.ndarray, origins: list[tuple[int, int]], shape: tuple[int, int]) -> np.ndarray:
@@ -57,13 +112,6 @@ def blend_tiles(tiles: np.ndarray, origins: list[tuple[int, int]], shape: tuple[
         origins: their (row, column) origins.
         shape: the original image's (H, W); smaller than a tile when it was padded.
     """
-    tile = tiles.shape[1]
-    window = blend_window(tile).reshape((tile, tile) + (1,) * (tiles.ndim - 3))
-    height = max(shape[0], tile)
-    width = max(shape[1], tile)
-    total = np.zeros((height, width) + tiles.shape[3:], np.float64)
-    weight = np.zeros((height, width) + (1,) * (tiles.ndim - 3), np.float64)
-    for result, (r, c) in zip(tiles, origins):
-        total[r:r + tile, c:c + tile] += result * window
-        weight[r:r + tile, c:c + tile] += window
-    return (total / weight)[:shape[0], :shape[1]].astype(np.float32)
+    blender = TileBlender(shape, tiles.shape[1], tiles.shape[3:])
+    blender.add(tiles, origins)
+    return blender.result()

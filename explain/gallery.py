@@ -33,7 +33,8 @@ def write_gallery(table: pd.DataFrame, out: Path, methods: list[str], per_group:
             sections += [_card(row, methods) for _, row in rows.head(per_group).iterrows()]
             sections.append("</div>")
     path = out / "gallery.html"
-    path.write_text(_PAGE.format(methods=", ".join(methods), body="\n".join(sections)), encoding="utf-8", errors="surrogateescape")  # file names as on disk
+    page = _PAGE.format(methods=", ".join(methods), body="\n".join(sections))
+    path.write_text(page, encoding="utf-8", errors="surrogateescape")  # file names as they are on disk
     return path
 
 

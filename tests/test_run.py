@@ -78,7 +78,7 @@ def test_a_messy_folder_trains_and_lists_only_the_unusable_files(tmp_path, capsy
     listed = pd.read_csv(tmp_path / "logs" / "messy" / "bad_files.csv")
     assert sorted(p.split("/")[-1] for p in listed["path"]) == sorted(bad)
     assert listed["reason"].str.len().min() > 5
-    assert "Skipped 3 unreadable image(s)" in capsys.readouterr().out
+    assert "Skipped 3 file(s) that cannot be used" in capsys.readouterr().out
     assert (tmp_path / "logs" / "messy" / "export" / "saved_model.pb").exists()
 
 

@@ -90,7 +90,7 @@ def test_unusable_files_are_listed_with_reasons(tmp_path):
     ("no_folders", "No class folders"),
     ("empty_class", "holds no images"),
     ("single_class", "single class"),
-    ("too_small", "smaller than the model's minimum input of 32x32"),
+    ("too_small", "None of the 6 images can be used.*smaller than this model.s minimum of 32x32"),
     ("too_few", "needs at least 3 per class"),
 ])
 def test_data_errors_say_what_is_wrong(tmp_path, case, message):
