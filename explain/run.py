@@ -30,6 +30,7 @@ from explain.loading import (ExplainError, LoadedModel, add_model_arguments, loa
 from explain.sections import explain_section, is_segmentation_model, write_section_maps
 from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
+from explain.tiled import explain_tiled, write_tiled
 from explain.two_stage import DEFAULT_MIN_SCORE, run_two_stage, write_two_stage_outputs
 
 
@@ -142,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "maps are blended back; try --layer stage4_out for the encoder's bottleneck")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred)")
+    parser.add_argument("--tile", type=int, help="large images: cut each into SIZE x SIZE tiles of source pixels "
+                        "(the training resolution: the size of the images the model was trained on), classify "
+                        "and explain every tile and blend the results back: a class map, per-class probability "
+                        "maps, the image-level vote and full-resolution heatmaps (classes/, <method>/)")
+    parser.add_argument("--stride", type=int, help="with --tile: pixels between tile origins (default half a tile)")
     two_stage = parser.add_argument_group(
         "two-stage pipeline", "detect the clasts, crop each with a margin, classify its shear sense and explain "
         "the crop, mapped back into the photomicrograph (annotated/, crops/, detections.csv, no_detections.csv, "
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return two_stage_main(args, classifier)
     if args.sections:
         return sections_main(args)
+    if args.tile is not None or args.stride is not None:
+        return tiled_main(args)
     try:
         methods = parse_methods(args.methods)
         if args.batch_size < 1:
@@ -186,6 +194,45 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Overlays and raw maps: {out}/<method>/\nTable: {out / 'explanations.csv'}")
     if gallery:
         print(f"Gallery: {gallery}")
+    return 0
+
+
+def tiled_main(args: argparse.Namespace) -> int:
+    """``--tile SIZE [--stride S]``: each image classified and explained tile by tile (:mod:`explain.tiled`)."""
+    try:
+        methods = parse_methods(args.methods)
+        tile, stride = args.tile, args.stride if args.stride is not None else max((args.tile or 2) // 2, 1)
+        if tile is None or tile < 8 or not 1 <= stride <= tile:
+            raise ExplainError(f"--tile must be at least 8 px and --stride between 1 and the tile; got --tile {tile} "
+                               f"--stride {stride}.")
+        table = list_images(args.images)
+        loaded = load_model(args.model, args.unsafe)
+        target = parse_target(args.target, loaded.class_names)
+        if target == "label":
+            raise ExplainError("--target label is not available with --tile: tiles have no labels of their own; "
+                               "use pred or a class.")
+        require_layer(loaded.model, methods, args.layer)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+    except (ExplainError, DataError, LayerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows, bad = [], []
+    read = partial(read_listed, min_size=loaded.spec.min_source_size)  # smaller than a tile: mirror-padded
+    for row, image in read_each(table.itertuples(index=False), bad, read=read):
+        stem = f"{len(rows):05d}_{Path(row.path).stem}"
+        print(f"[{len(rows) + len(bad) + 1}/{len(table)}] {row.path} ({image.shape[1]}x{image.shape[0]} px)", flush=True)
+        result = explain_tiled(loaded, image, methods, tile, stride, None if target == "pred" else target,
+                               args.layer, args.batch_size, progress=True)
+        label = None if pd.isna(row.label) else row.label
+        record = {"file": row.path, "label": label, **write_tiled(out, stem, image, result, loaded.class_names)}
+        rows.append({**record, "correct": None if label is None else label == record["predicted"]})
+    print(write_bad_files(bad, out / "bad_files.csv"))
+    explanations = pd.DataFrame(rows)
+    write_csv(explanations.drop(columns=[f"{m}_overlay" for m in methods], errors="ignore"), out / "explanations.csv")
+    print(f"Class maps: {out / 'classes'}/; heatmaps: {out}/<method>/; table: {out / 'explanations.csv'}")
+    if not explanations.empty:
+        print(f"Gallery: {write_gallery(explanations, out, methods)}")
     return 0
 
 
