@@ -25,6 +25,8 @@ BENCHMARKS = {
                          {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image"}),
     "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
                      {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
+    "tiled_explain.py": (["--repeats", "1", "--models", "sednet", "--size", "96", "--tile", "32", "--stride", "16"],
+                         {"tiled_over_forward", "seconds", "tiles"}),
     "visualize_speed.py": (["--repeats", "1", "--size", "32", "--batch", "2", "--steps", "2", "--encoder-width", "8"],
                            {"am_step_over_forward_backward", "forward_backward_seconds", "am_step_seconds"}),
     "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],

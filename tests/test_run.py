@@ -9,9 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_tables import make_messy_folder
 
 from training.run import main
 
@@ -67,19 +65,6 @@ def test_saved_model_in_a_fresh_process_predicts_like_model_keras(sednet_run, tm
     assert result.returncode == 0, result.stderr[-3000:]
     expected = keras.saving.load_model(run_dir / "model.keras").predict(inputs, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.slow
-def test_a_messy_folder_trains_and_lists_only_the_unusable_files(tmp_path, capsys):
-    bad = make_messy_folder(tmp_path / "data")
-    code = main(["--data", str(tmp_path / "data"), "--model", "mobilenetv3", "--weights", "none", *TINY,
-                 "--epochs", "1", "--logdir", str(tmp_path / "logs"), "--run-name", "messy"])
-    assert code == 0
-    listed = pd.read_csv(tmp_path / "logs" / "messy" / "bad_files.csv")
-    assert sorted(p.split("/")[-1] for p in listed["path"]) == sorted(bad)
-    assert listed["reason"].str.len().min() > 5
-    assert "Skipped 3 file(s) that cannot be used" in capsys.readouterr().out
-    assert (tmp_path / "logs" / "messy" / "export" / "saved_model.pb").exists()
 
 
 def test_an_unwritable_log_root_fails_before_any_work(tmp_path, capsys):
