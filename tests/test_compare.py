@@ -38,7 +38,9 @@ def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_pa
     assert (tmp_path / "audits" / "mobilenetv3" / "audit.html").is_file()
     capsys.readouterr()
     assert compare.main(argv) == 0
-    assert capsys.readouterr().out.count("reusing the finished run") == 2
+    again = capsys.readouterr().out
+    assert again.count("reusing the finished run") == 2 and again.count("reusing the finished audit") == 2
+    assert pd.read_csv(tmp_path / "compare.csv").equals(table)
 
 
 def test_an_unknown_model_is_refused(tmp_path, capsys):

@@ -119,6 +119,18 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace, minutes: float) -> s
     ])
 
 
+def audit(model: str, run: Path, audit_data: Path, audit_out: Path) -> dict:
+    """Audits one model's run on the test split unless an audit of this very run (written after
+    its model) is there; returns the verdicts."""
+    report = audit_out / "audit.json"
+    if report.is_file() and report.stat().st_mtime >= (run / "model.keras").stat().st_mtime:
+        print(f"\n=== {model}: reusing the finished audit in {audit_out}", flush=True)
+        return json.loads(report.read_text())["verdicts"]
+    print(f"\n=== auditing {model} on the test split", flush=True)
+    return run_audit(str(run), str(audit_data), MASKS, AuditSettings(["gradcam"], deletion_steps=8), audit_out,
+                     split="test")
+
+
 def compare_models(models: list[str], out: Path, args: argparse.Namespace) -> list[dict]:
     """Writes the data, trains and audits every model; returns the comparison's rows."""
     manifest = write_data(out / "data", args.n, args.size, args.correlation, args.seed)
@@ -126,10 +138,8 @@ def compare_models(models: list[str], out: Path, args: argparse.Namespace) -> li
     audit_data = audit_manifest(runs, manifest, out)
     rows = []
     for model, run in zip(models, runs):
-        print(f"\n=== auditing {model} on the test split", flush=True)
         audit_out = out / "audits" / model
-        verdicts = run_audit(str(run), str(audit_data), MASKS, AuditSettings(["gradcam"], deletion_steps=8),
-                             audit_out, split="test")
+        verdicts = audit(model, run, audit_data, audit_out)
         metrics = json.loads((run / "metrics.json").read_text())
         rows.append(model_row(model, metrics, pd.read_csv(audit_out / "audit.csv"), verdicts))
     return rows
