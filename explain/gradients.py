@@ -55,12 +55,15 @@ def _value_range(x: tf.Tensor) -> tf.Tensor:
 
 
 def integrated_gradients(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, steps: int = 32,
-                         baseline: float = 0.0):
+                         baseline: float = 0.0, raw: bool = False):
     """Integrated Gradients from a constant (black) baseline, trapezoidal Riemann sum.
 
     Sundararajan, Taly & Yan, 2017, "Axiomatic Attribution for Deep Networks", ICML. The
     map is |sum over colour channels of (x - x0) * mean gradient along the path|. For a
-    multi-input model the path scales all inputs together.
+    multi-input model the path scales all inputs together. With ``raw=True`` the signed
+    attributions summed over colour channels are returned instead, unscaled: over all pixels
+    (and inputs) they add up to the target's score at ``x`` minus at the baseline
+    (completeness), up to the Riemann sum's error.
     """
     inputs = as_input_dict(model, inputs)
     kind, params = resolve_targets(model, inputs, targets)
@@ -73,8 +76,8 @@ def integrated_gradients(model, inputs, targets=None, *, layer: str = DEFAULT_LA
         point = {name: baseline + alpha * (x - baseline) for name, x in inputs.items()}
         gradients = view.input_gradients(point, kind, params)
         total = {name: total[name] + weight * gradients[name] for name in total}
-    return per_input({name: normalize(tf.abs(tf.reduce_sum((inputs[name] - baseline) * total[name], axis=-1)))
-                       for name in inputs})
+    attributions = {name: tf.reduce_sum((inputs[name] - baseline) * total[name], axis=-1) for name in inputs}
+    return per_input({name: a if raw else normalize(tf.abs(a)) for name, a in attributions.items()})
 
 
 def occlusion(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, patch: int | None = None,
