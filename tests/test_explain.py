@@ -37,7 +37,7 @@ def planted_patches(n: int, seed: int):
 def tiny_cnn(num_classes: int = 2) -> keras.Model:
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
     x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="features")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -91,15 +91,19 @@ def test_sednet_gradcam_on_whole_peaks_on_the_planted_patch(trained_sednet):
     assert hits.mean() >= 0.9, hits.mean()
 
 
-def test_gradcam_matches_tf_explain(trained_cnn):
+@pytest.mark.parametrize("layer", ["features", "conv1"])
+def test_gradcam_matches_tf_explain(trained_cnn, layer):
     """tf-explain (use_guided_grads=False) returns the weighted sum at layer resolution, with
     no ReLU and no scaling. We apply ReLU, the same bilinear upsampling and min-max scaling to
-    its maps, and compare image by image, all for class 1 (it explains one class per batch)."""
+    its maps, and compare image by image, all for class 1 (it explains one class per batch).
+    At ``features`` (right before global pooling) every gradient is constant over space; at
+    ``conv1`` a pooling and a convolution follow, so the gradients vary and the weighting
+    counts. Broken on purpose: max-pooled gradients pass at ``features`` and fail at ``conv1``."""
     images, _, _ = planted_patches(8, seed=3)
-    outputs, grads = GradCAM.get_gradients_and_filters(trained_cnn, images, "features", 1, False)
+    outputs, grads = GradCAM.get_gradients_and_filters(trained_cnn, images, layer, 1, False)
     theirs = tf.stack(GradCAM.generate_ponderated_output(outputs, grads))
     theirs = tf.image.resize(tf.nn.relu(theirs)[..., None], (SIZE, SIZE))[..., 0].numpy()
-    ours = explain.gradcam(trained_cnn, images, targets=1)
+    ours = explain.gradcam(trained_cnn, images, targets=1, layer=layer)
     for mine, reference in zip(ours, theirs):
         assert reference.max() > 0
         assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] >= 0.99
@@ -132,8 +136,12 @@ def test_every_method_gives_sednet_one_map_per_input(name):
 
 
 def test_per_sample_targets_differ_from_one_class(trained_cnn):
+    """Each sample follows its own target, and the two classes' maps of one image differ.
+    Broken on purpose: using the first sample's target for the whole batch fails this."""
     images, _, _ = planted_patches(2, seed=6)
     per_sample = explain.gradcam(trained_cnn, images, targets=[0, 1])
+    one_class = explain.gradcam(trained_cnn, images, targets=0)
+    assert np.corrcoef(per_sample[1].ravel(), one_class[1].ravel())[0, 1] < 0.9
     np.testing.assert_allclose(per_sample[0], explain.gradcam(trained_cnn, images[:1], targets=0)[0], atol=1e-5)
     np.testing.assert_allclose(per_sample[1], explain.gradcam(trained_cnn, images[1:], targets=1)[0], atol=1e-5)
     predicted = trained_cnn.predict(images, verbose=0).argmax(1)
