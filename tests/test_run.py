@@ -82,3 +82,48 @@ def test_a_data_error_leaves_no_run_folder_and_an_existing_run_gets_a_suffix(tmp
     assert "Data path does not exist" in capsys.readouterr().err
     assert (logdir / "mine" / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in logdir.iterdir()) == ["mine"]  # the suffixed mine-2 was removed again
+
+
+def test_metrics_json_agrees_with_scikit_learn_and_tensorboard(sednet_run):
+    """The test split re-predicted from model.keras and scored by scikit-learn gives metrics.json's
+    test scores; the validation scores TensorBoard shows at the best epoch (lowest validation
+    loss, the epoch model.keras is from) are metrics.json's validation scores. Broken on purpose:
+    support-weighted instead of macro precision in ``split_metrics`` fails this."""
+    from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
+
+    from datasets.images import read_image
+    from datasets.pipeline import for_model, model_inputs, stack_inputs
+    from explain.loading import load_model
+    from explain.metrics import softmax
+
+    run_dir, _ = sednet_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    loaded = load_model(run_dir)
+    test = pd.read_csv(run_dir / "split.csv").query("split == 'test'")
+    boxes = test.reindex(columns=["xmin", "ymin", "xmax", "ymax"]).to_numpy(np.float32)
+    inputs = stack_inputs([model_inputs(read_image(p), b, loaded.spec) for p, b in zip(test["path"], boxes)],
+                          loaded.spec)
+    probabilities = softmax(loaded.model.predict(for_model(inputs), verbose=0))
+    truth = test["label"].map(loaded.class_names.index).to_numpy()
+    predicted = probabilities.argmax(1)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=[0, 1], zero_division=0)
+    scores = metrics["test"]
+    assert scores["count"] == len(test) and scores["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        assert scores[f"{name}_macro"] == pytest.approx(values.mean(), abs=1e-6), name
+        for k, class_name in enumerate(loaded.class_names):
+            assert scores["per_class"][class_name][name] == pytest.approx(values[k], abs=1e-6)
+    assert scores["loss"] == pytest.approx(log_loss(truth, probabilities, labels=[0, 1]), abs=1e-4)
+
+    events = EventAccumulator(str(run_dir / "validation")).Reload()
+    value = {tag: {e.step: float(tf_value(e)) for e in events.Tensors(tag)}
+             for tag in events.Tags()["tensors"] if tag == "epoch_loss" or tag.startswith("scores/")}
+    best = min(value["epoch_loss"], key=value["epoch_loss"].get)
+    for name in ("precision", "recall", "f1"):
+        assert value[f"scores/{name}_macro"][best] == pytest.approx(metrics["val"][f"{name}_macro"], abs=1e-5), name
+
+
+def tf_value(event) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.make_ndarray(event.tensor_proto)
