@@ -46,8 +46,24 @@ def export_detector_atomic(detector: keras.Model, path: Path, image_size: int) -
     _replace_atomically(path, write)
 
 
+def restore_interrupted(path: Path) -> bool:
+    """Puts the previous complete folder back at ``path`` when a kill came between moving it
+    away and moving the new one in (``.NAME.old`` without ``NAME``); returns whether it did."""
+    previous = path.with_name(f".{path.name}.old")
+    if path.exists() or not previous.is_dir():
+        return False
+    previous.rename(path)
+    return True
+
+
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes a folder to a temporary path, which then takes the place of ``path``."""
+    """Writes a folder to a temporary path, which then takes the place of ``path``.
+
+    A kill at any moment leaves one complete version: the old one at ``path`` until the new one
+    is written; between the two renames the old one at ``.NAME.old``, which the next write (or
+    :func:`restore_interrupted`) puts back before anything else.
+    """
+    restore_interrupted(path)
     temporary, previous = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
     for leftover in (temporary, previous):
         shutil.rmtree(leftover, ignore_errors=True)
