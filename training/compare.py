@@ -9,9 +9,13 @@ claim with ``explain.audit``: each model's Grad-CAM energy on the grains and on 
 of the test images, and its accuracy drop when the scale bar is inpainted.
 
 Every model is trained by ``python -m training.run`` on the same manifest, seed (hence split),
-augmentation, image size and epochs. A finished run with the same configuration is reused, an
-interrupted one resumes, so the command can be repeated. Writes ``compare.csv`` and
-``compare.md`` into ``--out``, next to ``data/``, ``runs/`` and ``audits/``.
+augmentation, image size and epochs, with TensorFlow's op determinism, so a seed repeats. The
+whole comparison is repeated for each of ``--seeds`` (data, split and weights all follow the
+seed), because one seed's numbers move by more than the differences the paper reads: the report
+gives each figure's mean and spread over the seeds and states a conclusion only where it holds
+in every seed. A finished run or audit is reused, an interrupted run resumes, so the command
+can be repeated. Writes ``compare.csv`` (a row per seed and model) and ``compare.md`` into
+``--out``, next to ``seed_<S>/`` with each seed's ``data/``, ``runs/``, ``audits/`` and tables.
 """
 
 from __future__ import annotations
@@ -43,18 +47,18 @@ def write_data(out: Path, n: int, size: int, correlation: float, seed: int) -> P
     return manifest
 
 
-def train_argv(model: str, manifest: Path, runs: Path, args: argparse.Namespace) -> list[str]:
+def train_argv(model: str, manifest: Path, runs: Path, args: argparse.Namespace, seed: int) -> list[str]:
     """The ``training.run`` arguments of one model: everything but the model is shared."""
     argv = ["--model", model, "--data", str(manifest), "--weights", args.weights, "--epochs", str(args.epochs),
             "--image-size", str(args.size), "--local-size", str(args.size // 2), "--batch-size",
-            str(args.batch_size), "--seed", str(args.seed), "--logdir", str(runs), "--run-name", model,
+            str(args.batch_size), "--seed", str(seed), "--logdir", str(runs), "--run-name", model,
             "--tb-histogram-freq", "0"]
     return argv + (["--train-backbone"] if args.weights == "none" and model != "sednet" else [])
 
 
-def train(model: str, manifest: Path, runs: Path, args: argparse.Namespace) -> Path:
+def train(model: str, manifest: Path, runs: Path, args: argparse.Namespace, seed: int) -> Path:
     """Trains one model through ``training.run`` unless the same run already finished."""
-    return train_or_reuse(model, train_argv(model, manifest, runs, args), runs / model)
+    return train_or_reuse(f"{model}, seed {seed}", train_argv(model, manifest, runs, args, seed), runs / model)
 
 
 def audit_manifest(runs: list[Path], manifest: Path, out: Path) -> Path:
@@ -85,36 +89,91 @@ def model_row(model: str, metrics: dict, audit: pd.DataFrame, verdicts: dict) ->
     row["accuracy_drop"] = value["all", "", "shortcut", "accuracy"] - row["accuracy_without_scale_bar"]
     row["accuracy_drop_random_region"] = (value["all", "", "shortcut", "accuracy"]
                                           - value["all", "", "shortcut", "accuracy_without_random"])
-    row["classes_relying_on_scale_bar"] = sum(v["relies_on_shortcut"] for k, v in verdicts.items() if k != "all")
-    row["relies_on_scale_bar"] = verdicts["all"]["relies_on_shortcut"]
+    row["classes_needing_scale_bar"] = sum(v["relies_on_shortcut"] for k, v in verdicts.items() if k != "all")
+    row["needs_scale_bar_pooled"] = verdicts["all"]["relies_on_shortcut"]
     return row
 
 
+SCORES = [f"{s}_{m}" for s in ("train", "test") for m in ("accuracy", "precision", "recall", "f1")] \
+    + ["train_loss", "test_loss"]
+AUDIT = ["gradcam_energy_grains", "area_grains", "gradcam_energy_scale_bar", "area_scale_bar", "accuracy_drop",
+         "accuracy_drop_random_region", "classes_needing_scale_bar"]
+
+
+def mean_and_spread(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per model (in the table's order), each column's mean and standard deviation over the
+    seeds as "mean ± sd" (the sd is left out for one seed)."""
+    grouped = table.groupby("model", sort=False)[columns]
+    means, spreads = grouped.mean(), grouped.std(ddof=1)
+    seeds = table["seed"].nunique()
+    cells = means.map(lambda v: f"{v:.3f}")
+    if seeds > 1:
+        cells = cells + " ± " + spreads.map(lambda v: f"{v:.3f}")
+    return cells.reset_index()
+
+
+def conclusions(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The comparison's readings, split into those that hold in every seed and those that do not."""
+    seeds = sorted(table["seed"].unique())
+    count, holds, varies = len(seeds), [], []
+
+    def sort(statement: str, true_in: int) -> None:
+        (holds if true_in in (0, count) else varies).append(f"{statement}: {true_in} of {count} seed(s)")
+
+    for model, rows in table.groupby("model", sort=False):
+        sort(f"{model} needs the scale bar (all test images pooled)", int(rows["needs_scale_bar_pooled"].sum()))
+        sort(f"{model} needs the scale bar for at least one class", int((rows["classes_needing_scale_bar"] > 0).sum()))
+        sort(f"{model}'s Grad-CAM puts more than the bar's area share on the scale bar",
+             int((rows["gradcam_energy_scale_bar"] > rows["area_scale_bar"]).sum()))
+    rankings = [ranking(table[table["seed"] == s]) for s in seeds]
+    for order in dict.fromkeys(rankings):
+        sort(f"test accuracy ranks {order}", rankings.count(order))
+    return holds, varies
+
+
+def ranking(rows: pd.DataFrame) -> str:
+    """The models by test accuracy, best first; "=" joins ties."""
+    ordered = rows.sort_values("test_accuracy", ascending=False, kind="stable")
+    text = ordered["model"].iloc[0]
+    for previous, (model, accuracy) in zip(ordered["test_accuracy"], ordered[["model", "test_accuracy"]].iloc[1:].values):
+        text += (" = " if accuracy == previous else " > ") + model
+    return text
+
+
 def markdown(table: pd.DataFrame, args: argparse.Namespace, minutes: float) -> str:
-    """compare.md: the paper's table 2 layout, then the audit's columns."""
-    scores = ["model"] + [f"{s}_{m}" for s in ("train", "test") for m in ("accuracy", "precision", "recall", "f1")] \
-        + ["train_loss", "test_loss"]
-    audit = ["model", "gradcam_energy_grains", "area_grains", "gradcam_energy_scale_bar", "area_scale_bar",
-             "accuracy_drop", "accuracy_drop_random_region", "classes_relying_on_scale_bar", "relies_on_scale_bar"]
+    """compare.md: the paper's table 2 layout and the audit's columns, as mean ± sd over the
+    seeds, then the readings that hold in every seed and those that do not."""
+    holds, varies = conclusions(table)
     return "\n".join([
         "# SedNet paper comparison on synthetic thin sections with a planted scale bar",
         "",
         f"{args.n} images of six rock types at {args.size} px; the scale bar's style follows the class in "
-        f"{args.correlation:.0%} of images. Weights {args.weights}, {args.epochs} epochs, batch {args.batch_size}, "
-        f"seed {args.seed}; the same 60/20/20 split for every model. {minutes:.1f} min in all.",
+        f"{args.correlation:.0%} of images. Weights {args.weights}, {args.epochs} epochs, batch {args.batch_size}; "
+        f"seeds {args.seeds} (each its own data, 60/20/20 split and weights; every model of a seed shares them). "
+        f"Mean ± standard deviation over the seeds. {minutes:.1f} min in all.",
         "",
         "## Scores (the paper's table 2 layout; macro averages)",
         "",
-        markdown_table(table[scores]),
+        markdown_table(mean_and_spread(table, SCORES)),
         "",
         "## Where the models look, and what they need (test split)",
         "",
         "Grad-CAM energy: the share of the map on the grains or on the scale bar; `area` is what a "
         "uniform map would score. Accuracy drop: with the scale bar inpainted, and with an equal-area "
-        "random region inpainted instead. A class relies on the scale bar when inpainting it costs at "
-        "least 0.10 more true-class probability than the random region (`explain.audit`).",
+        "random region inpainted instead. A class needs the scale bar when inpainting it costs at "
+        "least 0.10 more true-class probability than the random region (`explain.audit`); "
+        "`classes_needing_scale_bar` counts such classes (of six), and a model needs it *pooled* when "
+        "that holds over all test images together.",
         "",
-        markdown_table(table[audit]),
+        markdown_table(mean_and_spread(table, AUDIT)),
+        "",
+        "## Readings that hold in every seed",
+        "",
+        *(f"- {line}" for line in holds or ["(none)"]),
+        "",
+        "## Readings that change with the seed",
+        "",
+        *(f"- {line}" for line in varies or ["(none)"]),
         "",
     ])
 
@@ -131,17 +190,18 @@ def audit(model: str, run: Path, audit_data: Path, audit_out: Path) -> dict:
                      split="test")
 
 
-def compare_models(models: list[str], out: Path, args: argparse.Namespace) -> list[dict]:
-    """Writes the data, trains and audits every model; returns the comparison's rows."""
-    manifest = write_data(out / "data", args.n, args.size, args.correlation, args.seed)
-    runs = [train(model, manifest, out / "runs", args) for model in models]
+def compare_models(models: list[str], out: Path, args: argparse.Namespace, seed: int) -> list[dict]:
+    """Writes one seed's data, trains and audits every model; returns the comparison's rows."""
+    manifest = write_data(out / "data", args.n, args.size, args.correlation, seed)
+    runs = [train(model, manifest, out / "runs", args, seed) for model in models]
     audit_data = audit_manifest(runs, manifest, out)
     rows = []
     for model, run in zip(models, runs):
         audit_out = out / "audits" / model
         verdicts = audit(model, run, audit_data, audit_out)
         metrics = json.loads((run / "metrics.json").read_text())
-        rows.append(model_row(model, metrics, pd.read_csv(audit_out / "audit.csv"), verdicts))
+        rows.append({"seed": seed, **model_row(model, metrics, pd.read_csv(audit_out / "audit.csv"), verdicts)})
+    pd.DataFrame(rows).to_csv(out / "compare.csv", index=False)
     return rows
 
 
@@ -163,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of images whose scale bar style follows the class (default 0.9)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per model (default 15)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, split and training (default 0)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; each gives its own data, split and "
+                        "weights, and the report states what holds in all of them (default 0,1,2)")
     return parser
 
 
@@ -176,19 +237,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not models:
         print(f"error: unknown model(s) {unknown}; choose from {sorted(MODELS)}.", file=sys.stderr)
         return 2
-    if args.weights not in ("none", "imagenet") or not 0.0 <= args.correlation <= 1.0:
-        print("error: --weights must be none or imagenet and --correlation lie in [0, 1].", file=sys.stderr)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if args.weights not in ("none", "imagenet") or not 0.0 <= args.correlation <= 1.0 or not seeds:
+        print("error: --weights must be none or imagenet, --correlation lie in [0, 1] and --seeds be integers "
+              f"such as 0,1,2; got {args.seeds!r}.", file=sys.stderr)
         return 2
     started, out = time.perf_counter(), Path(args.out)
     try:
-        table = pd.DataFrame(compare_models(models, out, args))
+        table = pd.DataFrame([row for seed in seeds for row in compare_models(models, out / f"seed_{seed}", args,
+                                                                              seed)])
     except (RuntimeError, AuditError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table.to_csv(out / "compare.csv", index=False)
     (out / "compare.md").write_text(markdown(table, args, (time.perf_counter() - started) / 60))
     print("\n" + (out / "compare.md").read_text())
-    print(f"Tables: {out / 'compare.csv'}, {out / 'compare.md'}; audits: {out / 'audits'}/<model>/audit.html")
+    print(f"Tables: {out / 'compare.csv'}, {out / 'compare.md'}; audits: {out}/seed_<S>/audits/<model>/audit.html")
     return 0
 
 

@@ -76,6 +76,9 @@ class TrainConfig:
     lr_schedule: str = _option("cosine", "learning-rate schedule of the first phase", choices=("cosine", "constant"))
     optimizer: str = _option("adam", "optimizer", choices=lambda: OPTIMIZERS)
     seed: int = _option(0, "seed of the split, the shuffling, the augmentation and the weights")
+    deterministic: bool = _option(True, "TensorFlow op determinism, so that a run with the same seed repeats "
+                                        "exactly (tf.config.experimental.enable_op_determinism; for the "
+                                        "whole process)")
     weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "
                                       "or a local weights file")
     logdir: str = _option("tensorboard_logs", "log root; the run writes into LOGDIR/RUN_NAME")

@@ -62,6 +62,8 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     with removed_on_error(run_dir, state):
         strategy = make_strategy(config.strategy)  # before any TF op: collective ops need that
         keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
         jit = _jit_in_effect(config)
         data = task.prepare_data(config, run_dir)
         with strategy.scope():
