@@ -23,19 +23,19 @@ def test_a_backbone_trains_whole_only_when_asked():
 @pytest.mark.slow
 def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_path, capsys):
     argv = ["--out", str(tmp_path), "--models", "sednet,mobilenetv3", "--n", "36", "--size", "32",
-            "--epochs", "1", "--batch-size", "8"]
+            "--epochs", "1", "--batch-size", "8", "--seeds", "0"]
     assert compare.main(argv) == 0
     table = pd.read_csv(tmp_path / "compare.csv")
     assert list(table["model"]) == ["sednet", "mobilenetv3"]
     for column in ("train_accuracy", "test_precision", "test_recall", "test_f1", "test_loss", "accuracy_drop",
-                   "relies_on_scale_bar"):
+                   "needs_scale_bar_pooled", "classes_needing_scale_bar"):
         assert table[column].notna().all(), column
     energies = table.set_index("model")[["gradcam_energy_grains", "gradcam_energy_scale_bar"]]
     assert energies.loc["sednet"].between(0, 1).all()
     assert energies.stack().dropna().between(0, 1).all()  # NaN (a one-epoch model's all-zero maps) is left out
     markdown = (tmp_path / "compare.md").read_text()
-    assert "| sednet |" in markdown and "| mobilenetv3 |" in markdown
-    assert (tmp_path / "audits" / "mobilenetv3" / "audit.html").is_file()
+    assert "| sednet |" in markdown and "| mobilenetv3 |" in markdown and "## Readings that hold in every seed" in markdown
+    assert (tmp_path / "seed_0" / "audits" / "mobilenetv3" / "audit.html").is_file()
     capsys.readouterr()
     assert compare.main(argv) == 0
     again = capsys.readouterr().out
@@ -47,3 +47,28 @@ def test_an_unknown_model_is_refused(tmp_path, capsys):
     assert compare.main(["--out", str(tmp_path), "--models", "sednet,alexnet"]) == 2
     assert "alexnet" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def comparison(accuracies: list[list[float]], pooled: list[list[bool]]) -> pd.DataFrame:
+    """A compare.csv for models a, b, c over len(accuracies) seeds."""
+    rows = []
+    for seed, (accuracy, needs) in enumerate(zip(accuracies, pooled)):
+        for model, a, n in zip("abc", accuracy, needs):
+            rows.append({"seed": seed, "model": model, "test_accuracy": a, "needs_scale_bar_pooled": n,
+                         "classes_needing_scale_bar": int(n), "gradcam_energy_scale_bar": 0.1 if n else 0.01,
+                         "area_scale_bar": 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_a_reading_holds_only_when_every_seed_agrees():
+    """Broken on purpose: counting a reading as holding when most seeds agree fails this."""
+    table = comparison([[0.5, 0.7, 0.5], [0.6, 0.7, 0.5], [0.6, 0.8, 0.4]],
+                       [[True, False, False], [True, False, True], [True, False, False]])
+    holds, varies = compare.conclusions(table)
+    assert "a needs the scale bar (all test images pooled): 3 of 3 seed(s)" in holds
+    assert "b needs the scale bar (all test images pooled): 0 of 3 seed(s)" in holds
+    assert "c needs the scale bar (all test images pooled): 1 of 3 seed(s)" in varies
+    assert "test accuracy ranks b > a = c: 1 of 3 seed(s)" in varies
+    assert "test accuracy ranks b > a > c: 2 of 3 seed(s)" in varies
+    spread = compare.mean_and_spread(table, ["test_accuracy"]).set_index("model")["test_accuracy"]
+    assert spread["a"] == "0.567 ± 0.058" and spread["b"] == "0.733 ± 0.058"
