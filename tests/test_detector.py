@@ -68,6 +68,28 @@ def test_coco_map_on_known_answers():
     assert coco_map(truth, [ImageBoxes(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0))], ["clast"])["map50"] == 0.0
 
 
+def test_coco_map_reads_boxes_as_corners():
+    """IoU 0.43 as corners but 0.90 if the corners were read as width and height, and IoU 0.67,
+    whose mAP@[.5:.95] is 4/10 (found at 0.50, 0.55, 0.60, 0.65). Broken on purpose: handing
+    pycocotools [x0, y0, x1, y1] instead of [x, y, w, h] fails this."""
+    truth = [ImageBoxes(np.array([[100, 100, 110, 110]], float), np.array([0]))]
+    shifted = [ImageBoxes(np.array([[104, 100, 114, 110]], float), np.array([0]), np.array([0.9]))]
+    assert coco_map(truth, shifted, ["clast"])["map50"] == pytest.approx(0.0)
+    closer = [ImageBoxes(np.array([[102, 100, 112, 110]], float), np.array([0]), np.array([0.9]))]
+    scores = coco_map(truth, closer, ["clast"])
+    assert scores["map50"] == pytest.approx(1.0) and scores["map50_95"] == pytest.approx(0.4)
+
+
+def test_coco_ap_is_per_class():
+    """One class found, the other's detection misplaced: AP@0.5 1 and 0, mAP 0.5."""
+    truth = [ImageBoxes(np.array([[10, 10, 40, 40], [60, 60, 90, 90]], float), np.array([0, 1]))]
+    found = [ImageBoxes(np.array([[10, 10, 40, 40], [10, 60, 40, 90]], float), np.array([0, 1]),
+                        np.array([0.9, 0.9]))]
+    scores = coco_map(truth, found, ["cw", "ccw"])
+    assert scores["ap50_per_class"] == pytest.approx({"cw": 1.0, "ccw": 0.0})
+    assert scores["map50"] == pytest.approx(0.5)
+
+
 def test_matching_is_one_to_one_highest_score_first():
     truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
     detected = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
