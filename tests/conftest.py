@@ -17,6 +17,19 @@ import pytest  # noqa: E402
 
 TINY = ["--epochs", "2", "--image-size", "32", "--local-size", "16", "--batch-size", "8"]
 
+# Fixtures that train a model or run a training process: a test using one is slow by definition.
+TRAINING_FIXTURES = {"sednet_run", "shortcut_only", "shortcut_free", "trained", "segmentation_run", "detector_run",
+                     "trained_cnn", "trained_sednet", "explained", "fusion_run", "segment_run",
+                     "interrupted_and_resumed", "tensorboard_server"}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks every test that uses a training fixture ``slow``, so that ``-m "not slow"`` (the
+    quick loop while editing) never waits for a training run, whether or not a test says so."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def shear_handedness(tail_mask: np.ndarray) -> float:
     """A rotation-invariant, mirror-odd measure of a single sigma clast's two tails.

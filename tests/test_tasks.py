@@ -173,3 +173,16 @@ def test_a_task_without_speed_switches_refuses_them():
         parse_config(["--task", "detect", "--mixed-precision"])
     with pytest.raises(ConfigError, match="--task detect does not support --jit"):
         parse_config(["--task", "detect", "--jit"])
+
+
+def test_every_test_that_uses_a_training_fixture_is_marked_slow(request):
+    """The fast subset (-m "not slow") holds no test that waits for a training run: checked over
+    every test of this session (the whole suite in CI). Broken on purpose: without the conftest
+    hook, the unmarked users of ``explained`` and ``detector_run`` fail this."""
+    from conftest import ROOT, TRAINING_FIXTURES
+
+    unmarked = [item.nodeid for item in request.session.items
+                if TRAINING_FIXTURES & set(item.fixturenames) and item.get_closest_marker("slow") is None]
+    assert not unmarked
+    sources = "".join(path.read_text() for path in (ROOT / "tests").glob("*.py"))
+    assert all(f"def {name}(" in sources for name in TRAINING_FIXTURES), "update TRAINING_FIXTURES"
