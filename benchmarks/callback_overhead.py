@@ -33,7 +33,7 @@ import keras  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.runner import tensorboard_callbacks  # noqa: E402
 from training.tasks import TASKS  # noqa: E402
-from training.trainer import fit  # noqa: E402
+from training.trainer import BestModelCheckpoint, fit  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -67,15 +67,16 @@ class HooksStart(keras.callbacks.Callback):
 
 
 def timed_fit(config, data, datasets, run_dir: Path, with_callbacks: bool) -> EpochTimer:
-    """One fit, timed; with every TensorBoard callback when asked. Both arms back the training
-    state up each epoch, as every run does."""
+    """One fit, timed; with every TensorBoard callback when asked. Both arms keep the best model
+    and back the training state up each epoch, as every run does."""
     task = TASKS[config.task]
     keras.utils.set_random_seed(config.seed)
     model = task.build_model(config, data)
     timer = EpochTimer()
     measured = [HooksStart(timer), *tensorboard_callbacks(task, config, run_dir, data)] if with_callbacks else []
     fit(model, config, *datasets, [*measured, timer], backup_dir=run_dir / "backup",
-        compile=lambda m, optimizer: task.compile(m, optimizer, config, False))
+        compile=lambda m, optimizer: task.compile(m, optimizer, config, False),
+        best=BestModelCheckpoint(run_dir / "model.keras", run_dir / "backup" / "best.json"))
     return timer
 
 

@@ -117,6 +117,47 @@ def interrupted_and_resumed(toy_task, tmp_path_factory):
     return run_dir, left_behind
 
 
+FINE_TUNE = ["--fine-tune-layers", "1", "--fine-tune-epochs", "2", "--fine-tune-lr", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def resumed_twice_and_uninterrupted(toy_task, tmp_path_factory):
+    """Two runs with a fine-tuning phase whose high learning rate makes validation worse, so
+    the best model comes from the first phase: one interrupted in each phase (after epochs 1
+    and 3) and resumed each time, the other never interrupted."""
+    logdir = tmp_path_factory.mktemp("toy_resume")
+    argv = ["--task", "toy_brightness", "--logdir", str(logdir), *FINE_TUNE]
+    for epoch in (1, EPOCHS):
+        InterruptAfter.armed_for = epoch
+        with pytest.raises(KeyboardInterrupt):
+            main([*argv, "--run-name", "resumed"])
+    assert main([*argv, "--run-name", "resumed"]) == 0
+    assert main([*argv, "--run-name", "uninterrupted"]) == 0
+    return logdir / "resumed", logdir / "uninterrupted"
+
+
+def _values(folder: Path, tag: str) -> dict[int, float]:
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0}).Reload()
+    return {event.step: float(tf.make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)}
+
+
+def test_a_resumed_run_trains_exactly_as_one_never_interrupted(resumed_twice_and_uninterrupted):
+    """Every epoch's losses and the best model match the uninterrupted run's, across both
+    phases: the weights, the optimizer's state and the best-model record were all restored.
+    Broken on purpose: zeroing the restored optimizer's state (moments, iterations) fails this,
+    and so does forgetting the best-model record (a worse fine-tuning epoch becomes the model)."""
+    resumed, uninterrupted = resumed_twice_and_uninterrupted
+    for subdir in ("train", "validation"):
+        mine, reference = _values(resumed / subdir, "epoch_loss"), _values(uninterrupted / subdir, "epoch_loss")
+        assert sorted(mine) == list(range(EPOCHS + 2)) and mine.keys() == reference.keys()
+        np.testing.assert_allclose([mine[k] for k in sorted(mine)], [reference[k] for k in sorted(mine)], rtol=1e-5)
+    validation = _values(uninterrupted / "validation", "epoch_loss")
+    assert min(validation, key=validation.get) < EPOCHS  # the best epoch is in the first phase
+    best, reference = (keras.saving.load_model(run / "model.keras", compile=False) for run in (resumed, uninterrupted))
+    for mine, theirs in zip(best.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+
+
 def _steps(folder: Path, tag: str) -> list[int]:
     events = EventAccumulator(str(folder), size_guidance={"tensors": 0}).Reload()
     return [event.step for event in events.Tensors(tag)]

@@ -77,8 +77,8 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     with strategy.scope():
         total_epochs = fit(model, config, data.dataset("train", config, training=True, replicas=replicas),
                            data.dataset("val", config, replicas=replicas),
-                           [*tensorboard_callbacks(task, config, run_dir, data),
-                            BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json")],
+                           tensorboard_callbacks(task, config, run_dir, data),
+                           best=BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json"),
                            backup_dir=run_dir / BACKUP,
                            compile=lambda m, optimizer: task.compile(m, optimizer, config, jit), strategy=strategy)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -98,7 +98,7 @@ def tensorboard_callbacks(task: Task, config: TrainConfig, run_dir: Path,
     """The run's TensorBoard callbacks in the one order that works: the task's epoch metrics add
     to the logs before :class:`~training.callbacks.EpochScalars` writes them; the task's pictures,
     the HParams and the model summary follow; the flush comes after every writer. (The trainer
-    puts each phase's backup first; the best-model checkpoint comes after these.)"""
+    puts the best-model checkpoint and then each phase's backup before these.)"""
     callbacks = [*task.epoch_metrics(config, run_dir, data), tb.EpochScalars(run_dir),
                  *task.summaries(config, run_dir, data)]
     if config.tb_hparams:

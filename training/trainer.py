@@ -55,27 +55,28 @@ Compile = Callable[[keras.Model, keras.optimizers.Optimizer], None]
 
 
 def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[keras.callbacks.Callback],
-        backup_dir: Path, compile: Compile, strategy=None) -> int:
+        backup_dir: Path, compile: Compile, best: BestModelCheckpoint, strategy=None) -> int:
     """Trains for ``config.epochs``, then, if asked, fine-tunes the top backbone layers.
 
     ``compile(model, optimizer)`` compiles the model for its task before each phase.
 
-    Each phase backs its state up in ``backup_dir`` at every epoch's end, before any other
-    callback writes, so a killed run started again resumes after its last complete epoch
-    (Keras' BackupAndRestore). Under MultiWorkerMirroredStrategy, where ``model.fit``
-    fails, :func:`training.loop.fit_distributed` runs the same steps and callbacks.
-    Returns the number of epochs of both phases.
+    At every epoch's end the best model is saved first (``best``), then the phase's state is
+    backed up in ``backup_dir``, then the other callbacks write, so a killed run started again
+    resumes after its last complete epoch (Keras' BackupAndRestore) with that epoch already
+    weighed for the best model, and writes no epoch twice. Under MultiWorkerMirroredStrategy,
+    where ``model.fit`` fails, :func:`training.loop.fit_distributed` runs the same steps and
+    callbacks. Returns the number of epochs of both phases.
     """
     compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality()))))
     run_phase = _phase_runner(model, train, val, progress_verbosity(), strategy)
-    run_phase(0, config.epochs, [backup_callback(backup_dir / "phase1")] + callbacks)
+    run_phase(0, config.epochs, [best, backup_callback(backup_dir / "phase1"), *callbacks])
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
     compile(model, make_optimizer(config.optimizer, config.fine_tune_lr))
     total = config.epochs + config.fine_tune_epochs
-    run_phase(config.epochs, total, [backup_callback(backup_dir / "phase2")] + callbacks)
+    run_phase(config.epochs, total, [best, backup_callback(backup_dir / "phase2"), *callbacks])
     return total
 
 
@@ -97,12 +98,18 @@ def progress_verbosity() -> int:
 
 
 def _phase_runner(model, train, val, verbose, strategy):
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return lambda first, last, callbacks: fit_distributed(model, strategy, train, val, last, callbacks, first,
-                                                              verbose)
-    return lambda first, last, callbacks: model.fit(  # the dataset shuffles itself, seeded
-        train, validation_data=val, initial_epoch=first, epochs=last, verbose=verbose, shuffle=False,
-        callbacks=callbacks)
+    def run_phase(first: int, last: int, callbacks: list) -> None:
+        # Keras' BackupAndRestore leaves the epoch it restored in model._initial_epoch, which fit
+        # prefers to its initial_epoch: cleared, or the second phase of a resumed run would start
+        # at the epoch its first phase was resumed from.
+        model._initial_epoch = None
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            fit_distributed(model, strategy, train, val, last, callbacks, first, verbose)
+        else:
+            model.fit(train, validation_data=val, initial_epoch=first, epochs=last, verbose=verbose,
+                      shuffle=False, callbacks=callbacks)  # the dataset shuffles itself, seeded
+
+    return run_phase
 
 
 def backup_callback(folder: Path) -> keras.callbacks.BackupAndRestore:
