@@ -73,6 +73,7 @@ def timed_fit(config, data, datasets, run_dir: Path, with_callbacks: bool) -> Ep
     keras.utils.set_random_seed(config.seed)
     model = task.build_model(config, data)
     timer = EpochTimer()
+    run_dir.mkdir(parents=True, exist_ok=True)
     measured = [HooksStart(timer), *tensorboard_callbacks(task, config, run_dir, data)] if with_callbacks else []
     fit(model, config, *datasets, [*measured, timer], backup_dir=run_dir / "backup",
         compile=lambda m, optimizer: task.compile(m, optimizer, config, False),
