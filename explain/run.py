@@ -201,8 +201,8 @@ def tiled_main(args: argparse.Namespace) -> int:
     """``--tile SIZE [--stride S]``: each image classified and explained tile by tile (:mod:`explain.tiled`)."""
     try:
         methods = parse_methods(args.methods)
-        tile, stride = args.tile, args.stride if args.stride is not None else max((args.tile or 2) // 2, 1)
-        if tile is None or tile < 8 or not 1 <= stride <= tile:
+        tile, stride = args.tile, args.stride
+        if tile is None or tile < 8 or stride is not None and not 1 <= stride <= tile:
             raise ExplainError(f"--tile must be at least 8 px and --stride between 1 and the tile; got --tile {tile} "
                                f"--stride {stride}.")
         table = list_images(args.images)

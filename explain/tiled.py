@@ -47,13 +47,16 @@ class TiledExplanation:
         probabilities: (H, W, classes) blended softmax probabilities.
         votes: (classes,) how many tiles predicted each class.
         maps: per method, the (H, W) stitched heatmap in [0, 1].
-        tiles: how many tiles were cut.
     """
 
     probabilities: np.ndarray
     votes: np.ndarray
     maps: dict[str, np.ndarray]
-    tiles: int
+
+    @property
+    def tiles(self) -> int:
+        """How many tiles were cut (each casts one vote)."""
+        return int(self.votes.sum())
 
     @property
     def class_map(self) -> np.ndarray:
@@ -96,7 +99,7 @@ def explain_tiled(loaded: LoadedModel, image: np.ndarray, methods: list[str], ti
             blended[method].add(_at_tile_size(maps[method], tile) * confidence, origins)
         if bar:
             bar.add(len(tiles))
-    return TiledExplanation(probabilities.result(), votes, {m: b.result() for m, b in blended.items()}, count)
+    return TiledExplanation(probabilities.result(), votes, {m: b.result() for m, b in blended.items()})
 
 
 def _classify_and_explain(loaded: LoadedModel, tiles: np.ndarray, methods: list[str], target: int | None,

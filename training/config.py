@@ -119,14 +119,8 @@ class TrainConfig:
     def split_fractions(self) -> tuple[float, float, float]:
         return tuple(float(part) for part in self.split.split(","))
 
-    def validate(self) -> None:
-        """Checks values (types are checked on parsing); raises ConfigError naming each bad one."""
-        problems = self.problems()
-        if problems:
-            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
-
     def problems(self) -> list[str]:
-        """Every bad value, each naming the key and what it may be."""
+        """Every bad value (types are checked on parsing), each naming the key and what it may be."""
         problems = []
         for name, choices in ((f.name, _resolved(f.metadata.get("choices"))) for f in dataclasses.fields(self)):
             if choices and getattr(self, name) not in choices:
