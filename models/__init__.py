@@ -45,10 +45,10 @@ def register(name: str, entry: ModelEntry) -> None:
 
 
 register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, has_imagenet_weights=False,
-                              input_names=sednet.INPUT_NAMES, config_options=("local_size", "shared_branches")))
+                              input_names=sednet.INPUT_NAMES, config_options=("local_size", "shared_branches", "dropout")))
 for _name, _backbone in transfer.BACKBONES.items():
     register(_name, ModelEntry(partial(transfer.build_transfer_model, _name), _backbone.min_input_size, "imagenet",
-                               config_options=("train_backbone",)))
+                               config_options=("train_backbone", "dropout")))
 
 
 def _build_detector(**options) -> keras.Model:

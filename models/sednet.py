@@ -18,7 +18,8 @@ INPUT_NAMES = ("whole", "local")
 
 
 def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_size: int = 48,
-                 widths=(32, 64, 96), shared_branches: bool = False, weights=None) -> keras.Model:
+                 widths=(32, 64, 96), shared_branches: bool = False, weights=None,
+                 dropout: float = 0.3) -> keras.Model:
     """Builds SedNet with inputs ``whole`` and ``local`` (a ``local_size`` square crop of one
     grain, with the whole image's channels); outputs logits.
 
@@ -41,7 +42,7 @@ def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_size: int = 48
     fused = layers.Multiply(name="hadamard")([whole_x, local_x])
     fused = conv_bn_relu(fused, widths[-1], name="fused")
     features = layers.Identity(name="features")(fused)
-    model = keras.Model({whole_name: whole, local_name: local}, classifier_head(features, num_classes),
+    model = keras.Model({whole_name: whole, local_name: local}, classifier_head(features, num_classes, dropout=dropout),
                         name="sednet")
     if weights is not None:
         model.load_weights(weights)

@@ -47,6 +47,7 @@ def test_bad_yaml_fails_with_the_key(tmp_path, text, message):
     (["--epochs", "0"], "epochs=0 must be >= 1"),
     (["--model", "inceptionv3", "--image-size", "64"], "image_size=64 must be >= 75 .the minimum input of inceptionv3"),
     (["--lr", "-1"], "lr=-1.0 must be > 0"),
+    (["--dropout", "1"], r"dropout=1.0 must be in \[0, 1\)"),
     (["--split", "0.6,0.4"], "split='0.6,0.4' must be three positive fractions"),
     (["--data", "synthetic:granite"], "the synthetic sets are"),
     (["--config", "/no/such.yaml"], "Config file not found"),

@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 
+import keras
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT
 
+from datasets.synthetic import write_dataset
 from training.distribute import StrategyError, make_strategy, read_tf_config, set_cluster, speed_switches
 from training.run import main
 
@@ -27,17 +31,39 @@ def _train(sigma_set, logdir, name, *extra):
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(sigma_set, tmp_path):
-    """Same data, seed and global batch (2 replicas x 2 = 4 against 4): the runs differ only
-    in how batch statistics are split across replicas, so the final metrics agree within
-    0.15 in loss and 0.2 in accuracy on this tiny set."""
-    out, mirrored = _train(sigma_set, tmp_path, "mirrored", "--strategy", "mirrored", "--logical-cpus", "2")
-    assert "MirroredStrategy over 2 replica(s); global batch 4" in out
-    out, default = _train(sigma_set, tmp_path, "default", "--strategy", "default", "--batch-size", "4")
-    assert "_DefaultDistributionStrategy over 1 replica(s); global batch 4" in out
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tmp_path):
+    """One global batch holds the whole training set (2 replicas x 6 against 12), so the order
+    tf.data shuffles in (which differs under MirroredStrategy) cannot matter, on a model with
+    neither batch normalisation nor dropout and no augmentation: the replicas' summed step
+    is the single device's step, and the trained weights and every score agree to float
+    rounding. SGD, whose step is linear in the gradient (Adam's normalised step turns the
+    rounding of a near-zero gradient into a whole step). A split smaller than one global
+    batch is refused by name. Break tried: the global batch not multiplied by the replicas
+    (two steps of 6)."""
+    manifest = write_dataset("sigma_clasts", tmp_path / "data", n=36, seed=0, size=64)
+    table = pd.read_csv(manifest)
+    table["split"] = ["train", "val", "test"] * 12
+    table.to_csv(manifest, index=False)
+    plain = ["--model", "vgg19", "--weights", "none", "--train-backbone", "--dropout", "0", "--no-augment",
+             "--optimizer", "sgd", "--lr", "0.01", "--epochs", "2"]
+    out, mirrored = _train(manifest, tmp_path, "mirrored", *plain, "--strategy", "mirrored", "--logical-cpus", "2",
+                           "--batch-size", "6")
+    assert "MirroredStrategy over 2 replica(s); global batch 12" in out
+    out, default = _train(manifest, tmp_path, "default", *plain, "--strategy", "default", "--batch-size", "12")
+    assert "_DefaultDistributionStrategy over 1 replica(s); global batch 12" in out
+    weights = [keras.saving.load_model(tmp_path / name / "model.keras", compile=False).get_weights()
+               for name in ("mirrored", "default")]
+    for trained_mirrored, trained_default in zip(*weights):
+        np.testing.assert_allclose(trained_mirrored, trained_default, rtol=1e-5, atol=1e-7)
     for split in ("train", "val", "test"):
-        assert abs(mirrored[split]["loss"] - default[split]["loss"]) <= 0.15, split
-        assert abs(mirrored[split]["accuracy"] - default[split]["accuracy"]) <= 0.2, split
+        assert mirrored[split]["loss"] == pytest.approx(default[split]["loss"], rel=1e-4), split
+        assert mirrored[split]["accuracy"] == default[split]["accuracy"], split
+    refused = subprocess.run([sys.executable, "-m", "training.run", "--data", str(manifest), *TINY_MIRRORED, *plain,
+                              "--logdir", str(tmp_path), "--strategy", "mirrored", "--logical-cpus", "2",
+                              "--batch-size", "7"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2
+    assert ("The train split has 12 images, fewer than one global batch of 14 (2 replicas); lower --batch-size "
+            "or add images.") in refused.stderr
 
 
 def test_mirrored_with_one_device_falls_back_with_a_warning(capsys):
@@ -95,6 +121,9 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.mark.slow
 def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set, tmp_path):
+    """Both workers end on the same weights, which moved from their initial values, and each
+    trained on its own half of the training set. Breaks tried: test_step run in place of
+    train_step (fingerprints unchanged); sharding turned off (each worker reads the whole set)."""
     workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
     command = [sys.executable, "-m", "training.run", "--data", str(sigma_set), *TINY_MIRRORED, "--epochs", "2",
                "--logdir", str(tmp_path), "--run-name", "cluster", "--strategy", "multiworker", "--workers", workers]
@@ -108,8 +137,13 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set
             process.kill()
     for process, (out, err) in zip(processes, results):
         assert process.returncode == 0, err[-3000:]
-    fingerprints = [line for out, _ in results for line in out.splitlines() if "weights fingerprint" in line]
-    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # identical trainable weights
+    initial, final = (_printed(results, f"{moment} weights fingerprint: ") for moment in ("Initial", "Final"))
+    assert final[0] == final[1]  # identical weights on both workers ...
+    assert initial[0] != final[0] and initial[1] != final[1]  # ... that training moved
+    train_images = int((pd.read_csv(tmp_path / "cluster" / "split.csv")["split"] == "train").sum())
+    shards = [int(line.split()[0]) for line in _printed(results, "This worker's shard: ")]
+    global_batch = 2 * 2
+    assert shards[0] == shards[1] and sum(shards) == train_images // global_batch * global_batch
     assert "CollectiveAllReduceStrategy over 2 replica(s)" in results[0][0]  # MultiWorkerMirroredStrategy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster"]  # the chief's run folder alone
     run_dir = tmp_path / "cluster"
@@ -118,6 +152,13 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(sigma_set
     worker_dir = next(line.split()[-1] for line in results[1][0].splitlines() if line.startswith("Run folder:"))
     assert not worker_dir.startswith(str(tmp_path))
     shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _printed(results: list[tuple[str, str]], prefix: str) -> list[str]:
+    """What each worker printed after ``prefix``, one line per worker."""
+    lines = [line.removeprefix(prefix) for out, _ in results for line in out.splitlines() if line.startswith(prefix)]
+    assert len(lines) == len(results), prefix
+    return lines
 
 
 def test_a_tf_config_that_is_not_json_stops_training_with_one_line(monkeypatch, tmp_path, capsys):

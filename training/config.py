@@ -91,6 +91,7 @@ class TrainConfig:
     mirror_pairs: str = _option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
                                         "dextral:sinistral; none")
     shared_branches: bool = _option(False, "SedNet: one set of weights for both branches")
+    dropout: float = _option(0.3, "classifiers: dropout rate between the two head layers")
     train_backbone: bool = _option(False, "backbones: train every layer, not only the two head layers (do so "
                                           "with --weights none: a frozen random backbone learns nothing)")
     fine_tune_layers: int = _option(0, "backbones: unfreeze the top N base layers for a second phase")
@@ -136,6 +137,8 @@ class TrainConfig:
         for name in ("lr", "fine_tune_lr"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}={getattr(self, name)} must be > 0")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout={self.dropout} must be in [0, 1)")
         try:
             fractions = self.split_fractions()
             if len(fractions) != 3 or min(fractions) <= 0:

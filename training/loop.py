@@ -44,10 +44,14 @@ def fit_distributed(model: keras.Model, strategy: tf.distribute.Strategy, train:
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
+        examples = 0
         for step, batch in enumerate(train_batches):
             callback_list.on_train_batch_begin(step)
             train_step(batch)
+            examples += _local_examples(strategy, batch)
             callback_list.on_train_batch_end(step, _scalars(model.get_metrics_result()))
+        if epoch == initial_epoch:
+            print(f"This worker's shard: {examples} training examples per epoch", flush=True)
         logs = _scalars(model.get_metrics_result())
         callback_list.on_test_begin()
         model.reset_metrics()
@@ -71,6 +75,12 @@ def _compiled(strategy: tf.distribute.Strategy, step):
     def run(batch):
         strategy.run(step, args=(batch,))
     return run
+
+
+def _local_examples(strategy: tf.distribute.Strategy, batch) -> int:
+    """How many examples of a distributed batch this worker's replicas hold."""
+    first = tf.nest.flatten(batch)[0]
+    return sum(int(tf.shape(part)[0]) for part in strategy.experimental_local_results(first))
 
 
 def _scalars(results: dict) -> dict[str, float]:

@@ -68,6 +68,9 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
         data = task.prepare_data(config, run_dir)
         with strategy.scope():
             model = task.build_model(config, data)
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multiworker:
+        print(f"Initial weights fingerprint: {weights_fingerprint(model)}", flush=True)
     replicas = strategy.num_replicas_in_sync
     print(f"Strategy: {type(strategy).__name__} over {replicas} replica(s); global batch "
           f"{config.batch_size * replicas}", flush=True)
@@ -81,7 +84,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
                            best=BestModelCheckpoint(run_dir / "model.keras", run_dir / BACKUP / "best.json"),
                            backup_dir=run_dir / BACKUP,
                            compile=lambda m, optimizer: task.compile(m, optimizer, config, jit), strategy=strategy)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if multiworker:
         print(f"Final weights fingerprint: {weights_fingerprint(model)}", flush=True)
     shutil.rmtree(run_dir / BACKUP)
     best = keras.saving.load_model(run_dir / "model.keras", compile=False)
@@ -117,11 +120,13 @@ def _jit_in_effect(config: TrainConfig) -> bool:
 
 
 def weights_fingerprint(model: keras.Model) -> str:
-    """A digest of the trainable weights; every worker of a multi-worker run must print the
-    same (batch-norm moving statistics are each worker's own and are left out)."""
+    """A digest of the learned weights, frozen or not, so that the digests before and after
+    training compare; every worker of a multi-worker run must print the same (batch-norm
+    moving statistics are each worker's own and are left out)."""
     digest = hashlib.sha256()
-    for weight in model.trainable_weights:
-        digest.update(np.asarray(weight.numpy(), np.float32).round(5).tobytes())
+    for weight in model.weights:
+        if not weight.path.endswith(("moving_mean", "moving_variance")):
+            digest.update(np.asarray(weight.numpy(), np.float32).round(5).tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -18,6 +18,7 @@ import keras
 
 from datasets.augment import resolve_mirror_pairs
 from datasets.synthetic import cached_dataset
+from datasets.tables import DataError
 from models import MODELS, build_model, model_names
 from training.distribute import STRATEGIES
 from training.errors import ConfigError
@@ -38,6 +39,20 @@ class TaskData(Protocol):
                 replicas: int = 1) -> tf.data.Dataset:
         """Batches of one split; ``replicas > 1`` means ``batch_size`` per replica and no
         partial last batch (Keras cannot split one across replicas)."""
+
+
+def global_batch(split: str, count: int, items: str, config: TrainConfig, replicas: int, remedy: str) -> int:
+    """The global batch of ``split``; with several replicas, the last partial batch is dropped,
+    so a split of fewer than one global batch would give no batch at all.
+
+    Raises:
+        DataError: ``split`` has fewer than ``batch_size * replicas`` ``items``.
+    """
+    size = config.batch_size * replicas
+    if replicas > 1 and count < size:
+        raise DataError(f"The {split} split has {count} {items}, fewer than one global batch of {size} "
+                        f"({replicas} replicas); lower --batch-size or {remedy}.")
+    return size
 
 
 class Task:

@@ -27,7 +27,7 @@ from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_
                              write_bad_files, write_split)
 from models import MODELS, ConfusionMatrixAccuracy
 from training import callbacks as tb
-from training.tasks import Task, chiral_pairs, register_task
+from training.tasks import Task, chiral_pairs, global_batch, register_task
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -60,7 +60,9 @@ class ClassificationData:
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
         mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment else None
-        return make_dataset(self.split_table(split), self.class_names, self.spec, config.batch_size * replicas,
+        table = self.split_table(split)
+        batch = global_batch(split, len(table), "images", config, replicas, "add images")
+        return make_dataset(table, self.class_names, self.spec, batch,
                             training=training, mirror=mirror, seed=config.seed, cache=config.cache,
                             drop_remainder=replicas > 1)
 

@@ -24,6 +24,7 @@ from datasets.seismic import split_sections
 from datasets.tables import SPLITS, DataError, write_bad_files
 from models import MODELS
 from models.fusion import INPUT_NAMES
+from training.tasks import global_batch
 from training.tasks.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
@@ -68,15 +69,13 @@ class FusionData:
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
         """Batches of ({sar, mwr}, mask); training shuffles and flips (both axes)."""
         items = self.items(split)
-        if replicas > 1 and len(items) < config.batch_size * replicas:
-            raise DataError(f"The {split} split has {len(items)} scenes, fewer than one global batch of "
-                            f"{config.batch_size * replicas} ({replicas} replicas); lower --batch-size or add scenes.")
+        batch = global_batch(split, len(items), "scenes", config, replicas, "add scenes")
         data = tf.data.Dataset.from_tensor_slices(self.arrays(items))
         if training:
             data = data.shuffle(len(items), seed=config.seed)
             if config.augment:
                 data = data.map(lambda x, y: _flip(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
-        return data.batch(config.batch_size * replicas, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+        return data.batch(batch, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
 
     def predict(self, model: keras.Model, items: list[FusionSample], batch_size: int) -> list[np.ndarray]:
         """Ice probability (H, W) of each scene."""

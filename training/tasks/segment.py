@@ -36,7 +36,7 @@ from models import MODELS, build_model
 from models.losses import SEGMENTATION_LOSSES
 from training import callbacks as tb
 from training.segmentation_metrics import BAND_WIDTH, mask_scores
-from training.tasks import Task, register_task
+from training.tasks import Task, global_batch, register_task
 from training.tasks.fusion import FusionData, is_fusion_model, prepare_fusion_data
 from training.tasks.panels import error_panel, gray, strip
 
@@ -91,16 +91,13 @@ class SegmentationData:
         """Batches of (patch, mask); training shuffles and flips left-right (a seismic section
         may be mirrored along its traces, never upside down)."""
         patches, masks = self.patches(split)
-        if replicas > 1 and len(patches) < config.batch_size * replicas:
-            raise DataError(f"The {split} split has {len(patches)} patches, fewer than one global batch of "
-                            f"{config.batch_size * replicas} ({replicas} replicas); lower --batch-size or --stride, "
-                            "or add sections.")
+        batch = global_batch(split, len(patches), "patches", config, replicas, "--stride, or add sections")
         data = tf.data.Dataset.from_tensor_slices((patches, masks))
         if training:
             data = data.shuffle(len(patches), seed=config.seed)
             if config.augment:
                 data = data.map(lambda x, y: _flip_left_right(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
-        return data.batch(config.batch_size * replicas, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
+        return data.batch(batch, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
 
 
 SegmentData = SegmentationData | FusionData
