@@ -47,18 +47,18 @@ def mirror_permutation(class_names: Sequence[str], pairs: Sequence[tuple[str, st
     return permutation
 
 
-def dihedral_augment(images: tuple[tf.Tensor, ...], label: tf.Tensor, mirror: tf.Tensor,
+def dihedral_augment(images: tuple[tf.Tensor, ...], label: tf.Tensor, mirror: tf.Tensor | None,
                      seed: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
     """Applies one random element of the dihedral group D4 to every image of a sample.
 
     The same rotation by ``k`` quarter turns and the same optional left-right flip go to all
     images (SedNet's whole image and its local crop must stay consistent); a flip maps the
-    label through ``mirror``.
+    label through ``mirror`` (None: the label is kept, e.g. a regression target).
 
     Args:
         images: (H, W, C) tensors of one sample.
-        label: scalar int class index.
-        mirror: int vector, the class index map of :func:`mirror_permutation`.
+        label: scalar int class index, or a number to regress.
+        mirror: int vector, the class index map of :func:`mirror_permutation`, or None.
         seed: shape-(2,) int seed for the stateless random draws.
     """
     draws = tf.random.stateless_uniform([2], seed, maxval=8, dtype=tf.int32)
@@ -67,4 +67,6 @@ def dihedral_augment(images: tuple[tf.Tensor, ...], label: tf.Tensor, mirror: tf
     for image in images:
         image = tf.image.rot90(image, quarter_turns)
         out.append(tf.cond(flip, lambda img=image: tf.image.flip_left_right(img), lambda img=image: img))
+    if mirror is None:
+        return tuple(out), label
     return tuple(out), tf.where(flip, tf.gather(mirror, label), label)

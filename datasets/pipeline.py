@@ -73,20 +73,23 @@ def for_model(inputs: dict[str, np.ndarray]):
     return inputs if len(inputs) > 1 else next(iter(inputs.values()))
 
 
-def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpec, batch_size: int,
-                 training: bool = False, mirror: np.ndarray | None = None, seed: int = 0,
-                 cache: bool = True, drop_remainder: bool = False) -> tf.data.Dataset:
-    """Batches of ``(inputs, one_hot_labels)`` for ``model.fit`` / ``model.evaluate``.
+def make_dataset(table: pd.DataFrame, labels: np.ndarray, spec: InputSpec, batch_size: int,
+                 num_classes: int | None = None, training: bool = False, augment: bool = False,
+                 mirror: np.ndarray | None = None, seed: int = 0, cache: bool = True,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of ``(inputs, targets)`` for ``model.fit`` / ``model.evaluate``.
 
     Args:
-        table: rows with ``path``, ``label`` and box columns (see datasets.tables).
-        training: shuffle (seeded, reshuffled every epoch) and augment.
-        mirror: class index map applied on a flip (datasets.augment.mirror_permutation);
-            None disables augmentation.
+        table: rows with ``path`` and box columns (see datasets.tables).
+        labels: per row, a class index (``num_classes`` given: the targets are one-hot) or a
+            number to regress (the targets have shape (1,)).
+        training: shuffle (seeded, reshuffled every epoch), and augment if asked.
+        augment: a random flip and quarter turn per image (the dihedral group D4).
+        mirror: class index map applied on a flip (datasets.augment.mirror_permutation); None
+            keeps the label, as for a regression target.
         cache: keep decoded images in memory after the first epoch.
     """
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = table["label"].map(index).to_numpy(np.int32)
+    labels = labels.astype(np.int32 if num_classes else np.float32)
     boxes = table[BOX_COLUMNS].to_numpy(np.float32)
     sizes = [spec.image_size] + ([spec.local_size] if spec.local_size else [])
 
@@ -103,17 +106,17 @@ def make_dataset(table: pd.DataFrame, class_names: Sequence[str], spec: InputSpe
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(len(table), seed=seed, reshuffle_each_iteration=True)
-        if mirror is not None:
+        if augment:
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            mirror = tf.constant(mirror, tf.int32)
+            mirror = None if mirror is None else tf.constant(mirror, tf.int32)
             dataset = tf.data.Dataset.zip(dataset, seeds).map(
                 lambda example, s: dihedral_augment(*example, mirror, s),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    names, depth = spec.input_names, len(class_names)
+    names = spec.input_names
 
     def to_model_inputs(arrays, label):
         floats = [tf.cast(a, tf.float32) for a in arrays]
         inputs = dict(zip(names, floats)) if len(floats) > 1 else floats[0]
-        return inputs, tf.one_hot(label, depth)
+        return inputs, tf.one_hot(label, num_classes) if num_classes else label[None]
 
     return dataset.map(to_model_inputs).batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

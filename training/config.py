@@ -51,13 +51,16 @@ class TrainConfig:
         + " / ".join(f"synthetic:{name}" for name in GENERATORS) + "; detect: a YOLO folder (classes.txt, images/, "
         "labels/) or a box CSV (path,box_label,xmin,ymin,xmax,ymax[,split]), and the synthetic sigma clasts have "
         "up to 3 per image; segment: a CSV section,mask[,split][,inline] of SEG-Y/.npy/PNG/TIFF sections, or for "
-        "fusion_aspp a CSV sar,mwr,mask[,split] of .npy arrays"))
+        "fusion_aspp a CSV sar,mwr,mask[,split] of .npy arrays; regress: a CSV path,TARGET[,lot][,split]"))
     detect_classes: str = _option("one", "detect: one (every box is one class, e.g. sigma_clast) or labels (the "
                                          "box labels, e.g. cw/ccw: the detector predicts shear sense too)",
                                   choices=("one", "labels"))
     loss: str = _option("bce+dice", lambda: f"segment: the loss, one of the salt thesis's eleven: "
                                             f"{', '.join(SEGMENTATION_LOSSES)} (bce+dice is its baseline)",
                         choices=lambda: SEGMENTATION_LOSSES)
+    target_column: str = _option("cps", "regress: the manifest's numeric column to predict")
+    group_column: str = _option("auto", "regress: the column whose groups (e.g. production lots) never straddle two "
+                                        "splits; auto takes 'lot' when present, none splits by image")
     patch_size: int = _option(64, "segment: side in pixels of the square patches cut from the sections (a multiple "
                                   "of 32)")
     stride: int = _option(32, "segment: pixels between patch origins, in training and when whole sections are "
@@ -73,7 +76,9 @@ class TrainConfig:
     epochs: int = _option(20, "training epochs")
     batch_size: int = _option(32, "batch size")
     lr: float = _option(2e-3, "learning rate")
-    lr_schedule: str = _option("cosine", "learning-rate schedule of the first phase", choices=("cosine", "constant"))
+    lr_schedule: str = _option("cosine", "learning-rate schedule of the first phase: cosine to 0, exponential to a "
+                                         "tenth, or constant", choices=("cosine", "exponential", "constant"))
+    weight_decay: float = _option(0.0, "decoupled weight decay of the optimizer (0: none)")
     optimizer: str = _option("adam", "optimizer", choices=lambda: OPTIMIZERS)
     seed: int = _option(0, "seed of the split, the shuffling, the augmentation and the weights")
     deterministic: bool = _option(True, "TensorFlow op determinism, so that a run with the same seed repeats "
@@ -137,6 +142,8 @@ class TrainConfig:
         for name in ("lr", "fine_tune_lr"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}={getattr(self, name)} must be > 0")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay={self.weight_decay} must be >= 0")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout={self.dropout} must be in [0, 1)")
         try:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
-    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+    "sgd": lambda **options: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
     "rmsprop": keras.optimizers.RMSprop,
 }
 
@@ -67,28 +67,35 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     where ``model.fit`` fails, :func:`training.loop.fit_distributed` runs the same steps and
     callbacks. Returns the number of epochs of both phases.
     """
-    compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality()))))
+    compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality())),
+                                  config.weight_decay))
     run_phase = _phase_runner(model, train, val, progress_verbosity(), strategy)
     run_phase(0, config.epochs, [best, backup_callback(backup_dir / "phase1"), *callbacks])
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
-    compile(model, make_optimizer(config.optimizer, config.fine_tune_lr))
+    compile(model, make_optimizer(config.optimizer, config.fine_tune_lr, config.weight_decay))
     total = config.epochs + config.fine_tune_epochs
     run_phase(config.epochs, total, [best, backup_callback(backup_dir / "phase2"), *callbacks])
     return total
 
 
-def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
-    """``--optimizer`` at a float or ``LearningRateSchedule`` learning rate."""
-    return OPTIMIZERS[name](learning_rate=learning_rate)
+def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """``--optimizer`` at a float or ``LearningRateSchedule`` learning rate, with Keras'
+    decoupled weight decay when ``weight_decay`` > 0."""
+    options = {"weight_decay": weight_decay} if weight_decay else {}  # AdamW keeps its own default otherwise
+    return OPTIMIZERS[name](learning_rate=learning_rate, **options)
 
 
 def first_phase_learning_rate(config: TrainConfig, steps_per_epoch: int):
-    """``config.lr``, or a cosine decay from it to 0 over all of the first phase's steps."""
+    """``config.lr``, or a decay from it over all of the first phase's steps: cosine to 0, or
+    exponential to a tenth (the material-strength paper's schedule)."""
+    steps = max(config.epochs * steps_per_epoch, 1)
     if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(config.epochs * steps_per_epoch, 1))
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=steps)
+    if config.lr_schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(config.lr, decay_steps=steps, decay_rate=0.1)
     return config.lr
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from datasets.images import read_image, write_image
 from datasets.seismic import section_image, write_segy
-from datasets.synthetic import sea_ice, seismic_salt, sigma_clasts, thin_sections
+from datasets.synthetic import sea_ice, seismic_salt, sem_crystals, sigma_clasts, thin_sections
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class SyntheticSet:
     write_sample: Callable  # (rng, size, label, stem, out, options) -> list of manifest rows
     options: tuple[Option, ...] = ()
     preview: Callable | None = None  # (out, manifest rows) -> an RGB uint8 picture of a few samples
+    classes_for: Callable | None = None  # (options) -> the classes, when the options decide them
+
+    def labels(self, options: dict[str, Any]) -> tuple[str, ...]:
+        return self.classes_for(options) if self.classes_for else self.classes
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Every option's value, the defaults filled in.
@@ -142,6 +146,22 @@ def _preview_sea_ice(out: Path, rows: list[dict], count: int = 3) -> np.ndarray:
     return np.repeat(picture[..., None], 3, axis=-1)
 
 
+def _lot_names(options) -> tuple[str, ...]:
+    return tuple(f"lot_{lot:03d}" for lot in range(options["lots"]))
+
+
+def _write_sem_crystals(rng, size, label, stem, out: Path, options) -> list[dict]:
+    lot = sem_crystals.draw_lot(np.random.default_rng([options["seed"], int(label.removeprefix("lot_")), 7919]))
+    sample = sem_crystals.generate(rng, lot, size)
+    path, pits, cracks = f"{label}/{stem}.png", f"_masks/{stem}_pits.png", f"_masks/{stem}_cracks.png"
+    write_image(out / path, sample.image)
+    write_image(out / pits, sample.pit_mask.astype(np.uint8) * 255)
+    write_image(out / cracks, sample.crack_mask.astype(np.uint8) * 255)
+    return [dict(path=path, label=label, lot=label, cps=round(lot.cps, 4), pitting=round(lot.pitting, 4),
+                 cracks=round(lot.cracks, 4), crystal_size=round(lot.size, 4), faceting=round(lot.faceting, 4),
+                 pit_mask=pits, crack_mask=cracks)]
+
+
 GENERATORS: dict[str, SyntheticSet] = {}
 
 
@@ -185,6 +205,15 @@ register("sea_ice", SyntheticSet(
     preview=_preview_sea_ice))
 
 
+register("sem_crystals", SyntheticSet(
+    "SEM images of crystal powders in production lots whose strength (cps) rises with surface pitting and "
+    "falls with cracks (see datasets/synthetic/sem_crystals.py for the formula), with pit and crack masks; "
+    "images of a lot share its hidden parameters",
+    (), (), _write_sem_crystals,
+    (Option("lots", int, 30, "production lots; image i belongs to lot i mod lots", bounds=(1, 100000)),),
+    classes_for=_lot_names))
+
+
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,
                   **options) -> Path:
     """Writes ``n`` images, balanced over the classes, and returns the manifest's path.
@@ -197,11 +226,11 @@ def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0
     spec = GENERATORS[name]
     options = spec.resolve_options(options)
     out = Path(out)
-    rows = []
+    rows, classes = [], spec.labels(options)
     for i in range(n):
-        label = spec.classes[i % len(spec.classes)]
+        label = classes[i % len(classes)]
         rng = np.random.default_rng([seed, i])
-        rows += spec.write_sample(rng, size, label, f"{name}_{i:05d}", out, options)
+        rows += spec.write_sample(rng, size, label, f"{name}_{i:05d}", out, {**options, "seed": seed})
     manifest = out / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     if spec.preview is not None:

@@ -179,6 +179,6 @@ def chiral_pairs(class_names: list[str], mirror_pairs: str) -> list[tuple[str, s
     return pairs
 
 
-from training.tasks import classify, detect, segment  # noqa: E402  (the built-in tasks register themselves)
+from training.tasks import classify, detect, regress, segment  # noqa: E402  (the built-in tasks register themselves)
 
-__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "segment", "task_help"]
+__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "regress", "segment", "task_help"]

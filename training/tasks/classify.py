@@ -59,12 +59,12 @@ class ClassificationData:
         return images, label_indices(rows, self.class_names)
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
-        mirror = mirror_permutation(self.class_names, self.mirror_pairs) if config.augment else None
         table = self.split_table(split)
         batch = global_batch(split, len(table), "images", config, replicas, "add images")
-        return make_dataset(table, self.class_names, self.spec, batch,
-                            training=training, mirror=mirror, seed=config.seed, cache=config.cache,
-                            drop_remainder=replicas > 1)
+        return make_dataset(table, label_indices(table, self.class_names), self.spec, batch,
+                            num_classes=len(self.class_names), training=training, augment=config.augment,
+                            mirror=mirror_permutation(self.class_names, self.mirror_pairs), seed=config.seed,
+                            cache=config.cache, drop_remainder=replicas > 1)
 
 
 def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:

@@ -1,0 +1,159 @@
+"""``--task regress``: the synthetic SEM lots' ground truth, the group split, the target
+column's bad inputs, the scores, and one real training run checked against scikit-learn."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mean_absolute_error, r2_score
+
+from datasets.images import read_image
+from datasets.pipeline import InputSpec, make_dataset
+from datasets.synthetic import write_dataset
+from datasets.tables import DataError
+from training.run import main
+from training.tasks.regress import group_split, read_targets, regression_scores
+
+TINY = ["--task", "regress", "--model", "sednet", "--image-size", "48", "--local-size", "16", "--epochs", "2",
+        "--batch-size", "8", "--tb-histogram-freq", "1", "--tb-hparams", "--no-augment"]
+
+
+@pytest.fixture(scope="module")
+def sem_lots(tmp_path_factory):
+    """48 images of 12 lots at 48 px: the manifest's path."""
+    return write_dataset("sem_crystals", tmp_path_factory.mktemp("sem"), n=48, seed=0, size=48, lots=12)
+
+
+def test_cps_follows_pitting_and_cracks_only_and_lots_share_it(sem_lots):
+    table = pd.read_csv(sem_lots)
+    np.testing.assert_allclose(table["cps"], 10 + 8 * table["pitting"] - 6 * table["cracks"], atol=1e-3)
+    per_lot = table.groupby("lot")[["cps", "pitting", "cracks", "crystal_size", "faceting"]].nunique()
+    assert (per_lot == 1).all().all() and len(per_lot) == 12 and table["lot"].value_counts().eq(4).all()
+
+
+def test_the_masks_follow_the_lots_hidden_densities(tmp_path):
+    """Break tried: pit count drawn without the lot's pitting (correlation near 0)."""
+    manifest = write_dataset("sem_crystals", tmp_path, n=30, seed=1, size=96, lots=10)
+    table = pd.read_csv(manifest)
+    for mask, density in (("pit_mask", "pitting"), ("crack_mask", "cracks")):
+        area = [float((read_image(tmp_path / path)[..., 0] > 127).mean()) for path in table[mask]]
+        per_lot = table.assign(area=area).groupby("lot")[["area", density]].mean()
+        assert per_lot["area"].corr(per_lot[density], method="spearman") > 0.8, mask
+
+
+def test_groups_never_straddle_two_splits():
+    table = pd.DataFrame({"path": [f"{i}.png" for i in range(40)], "group": [f"lot{i % 10}" for i in range(40)]})
+    split = group_split(table, table["group"], (0.6, 0.2, 0.2), seed=0)
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+    assert split.groupby("split")["group"].nunique().to_dict() == {"train": 6, "val": 2, "test": 2}
+    with pytest.raises(DataError, match="2 group.s. cannot make train, validation and test sets"):
+        group_split(table.head(2), table["group"].head(2), (0.6, 0.2, 0.2), seed=0)
+
+
+def test_a_missing_target_column_is_named_with_the_columns_there(sem_lots, tmp_path):
+    with pytest.raises(DataError, match=r"has no column 'strength' to regress; it has \['path', 'label', 'lot', "):
+        read_targets(sem_lots, "strength")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with pytest.raises(DataError, match="--task regress reads a CSV manifest"):
+        read_targets(folder, "cps")
+
+
+def test_rows_whose_target_is_not_a_number_are_named_by_line(sem_lots, tmp_path):
+    table = pd.read_csv(sem_lots)
+    table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
+    table["cps"] = table["cps"].astype(object)
+    table.loc[2, "cps"], table.loc[5, "cps"] = "12,5 MPa", None
+    manifest = tmp_path / "some_bad.csv"
+    table.to_csv(manifest, index=False)
+    read = read_targets(manifest, "cps")
+    problems = read["problem"].dropna().tolist()
+    assert problems == ["some_bad.csv line 4: cps='12,5 MPa' is not a number", "some_bad.csv line 7: no cps"]
+    table["cps"] = "strong"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(DataError, match="No row of .*some_bad.csv has a number in its 'cps' column"):
+        read_targets(manifest, "cps")
+
+
+def test_scores_by_hand():
+    truth, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.5, 5.0])
+    scores = regression_scores(truth, predicted)
+    assert scores["rmse"] == pytest.approx(np.sqrt((0.25 + 0 + 0.25 + 1) / 4))
+    assert scores["mae"] == pytest.approx(0.5)
+    assert scores["r2"] == pytest.approx(1 - 1.5 / 5.0)
+    assert scores["pearson_r"] == pytest.approx(np.corrcoef(truth, predicted)[0, 1])
+
+
+def test_the_pipeline_gives_float_targets_that_augmentation_keeps(sem_lots):
+    table = pd.read_csv(sem_lots).head(8)
+    table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
+    for column in ("xmin", "ymin", "xmax", "ymax"):
+        table[column] = np.nan
+    dataset = make_dataset(table, table["cps"].to_numpy(), InputSpec(32), 4, training=True, augment=True,
+                           cache=False)
+    targets = np.concatenate([y.numpy() for _, y in dataset])
+    assert targets.shape == (8, 1) and targets.dtype == np.float32
+    np.testing.assert_allclose(np.sort(targets[:, 0]), np.sort(table["cps"].to_numpy(np.float32)))
+
+
+@pytest.fixture(scope="module")
+def regress_run(sem_lots, tmp_path_factory):
+    """One real run on the lots, with one image whose target is not a number and one lot of a
+    single image (a copy of the first)."""
+    table = pd.read_csv(sem_lots)
+    table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
+    table["cps"] = table["cps"].astype(object)
+    table.loc[3, "cps"] = "broken gauge"
+    single = table.iloc[[0]].assign(lot="lot_single", path=str(sem_lots.parent / "single.png"))
+    shutil.copy(table["path"].iloc[0], single["path"].iloc[0])
+    manifest = tmp_path_factory.mktemp("regress_data") / "lots.csv"
+    pd.concat([table, single]).to_csv(manifest, index=False)
+    logdir = tmp_path_factory.mktemp("regress_logs")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--data", str(manifest), *TINY, "--logdir", str(logdir), "--run-name", "lots"]) == 0
+    return logdir / "lots", out.getvalue()
+
+
+def test_a_run_reports_what_scikit_learn_computes_from_its_predictions(regress_run):
+    """Break tried: metrics computed on the standardised output, not in the target's units."""
+    run_dir, _ = regress_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    for split in ("train", "val", "test"):
+        rows = predictions[predictions["split"] == split]
+        assert metrics[split]["r2"] == pytest.approx(r2_score(rows["target"], rows["predicted"]), abs=1e-6)
+        assert metrics[split]["mae"] == pytest.approx(mean_absolute_error(rows["target"], rows["predicted"]), abs=1e-6)
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    assert model.get_layer("target_units").offset == pytest.approx(
+        predictions.loc[predictions["split"] == "train", "target"].mean(), rel=1e-5)
+    groups = pd.read_csv(run_dir / "groups.csv")
+    assert (predictions.groupby("group")["split"].nunique() == 1).all()
+    test = groups[groups["split"] == "test"]
+    assert metrics["test_groups"]["count"] == len(test)
+    assert (run_dir / "scatter.png").is_file()
+
+
+def test_a_run_lists_the_bad_target_and_names_the_lot_of_one_image(regress_run):
+    run_dir, out = regress_run
+    bad = pd.read_csv(run_dir / "bad_files.csv")
+    assert bad["reason"].tolist() == ["lots.csv line 5: cps='broken gauge' is not a number"]
+    assert "note: 1 group(s) have a single image (lot_single)" in out
+    assert "Test R²" in out
+
+
+def test_tensorboard_gets_regression_scalars_and_the_scatter(regress_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = regress_run
+    validation = EventAccumulator(str(run_dir / "validation"), size_guidance={"tensors": 0}).Reload()
+    tags = set(validation.Tags()["tensors"])
+    assert {"epoch_rmse", "epoch_mae", "epoch_r2", "epoch_loss", "scatter"} <= tags
+    assert len(validation.Tensors("scatter")) == 2  # one per epoch
