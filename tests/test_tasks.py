@@ -200,7 +200,7 @@ def test_task_choices_defaults_and_help_come_from_the_registry(toy_task):
         parse_config(["--task", "toy_brightness", "--model", "sednet"])
     with pytest.raises(ConfigError, match="strategy='mirrored': --task toy_brightness trains under auto or default"):
         parse_config(["--task", "toy_brightness", "--strategy", "mirrored"])
-    with pytest.raises(ConfigError, match=r"task='segmentt' is not one of \['classify', 'detect', 'segment', 'toy_brightness'\]"):
+    with pytest.raises(ConfigError, match=r"task='segmentt' is not one of \['classify', 'detect', 'regress', 'segment', 'toy_brightness'\]"):
         parse_config(["--task", "segmentt"])
 
 
