@@ -22,11 +22,11 @@ def test_a_backbone_trains_whole_only_when_asked():
 
 @pytest.mark.slow
 def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_path, capsys):
-    argv = ["--out", str(tmp_path), "--models", "sednet,mobilenetv3", "--n", "36", "--size", "32",
+    argv = ["--out", str(tmp_path), "--models", "sednet,vgg19", "--n", "36", "--size", "32",
             "--epochs", "1", "--batch-size", "8", "--seeds", "0"]
     assert compare.main(argv) == 0
     table = pd.read_csv(tmp_path / "compare.csv")
-    assert list(table["model"]) == ["sednet", "mobilenetv3"]
+    assert list(table["model"]) == ["sednet", "vgg19"]
     for column in ("train_accuracy", "test_precision", "test_recall", "test_f1", "test_loss", "accuracy_drop",
                    "needs_scale_bar_pooled", "classes_needing_scale_bar"):
         assert table[column].notna().all(), column
@@ -34,8 +34,8 @@ def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_pa
     assert energies.loc["sednet"].between(0, 1).all()
     assert energies.stack().dropna().between(0, 1).all()  # NaN (a one-epoch model's all-zero maps) is left out
     markdown = (tmp_path / "compare.md").read_text()
-    assert "| sednet |" in markdown and "| mobilenetv3 |" in markdown and "## Readings that hold in every seed" in markdown
-    assert (tmp_path / "seed_0" / "audits" / "mobilenetv3" / "audit.html").is_file()
+    assert "| sednet |" in markdown and "| vgg19 |" in markdown and "## Readings that hold in every seed" in markdown
+    assert (tmp_path / "seed_0" / "audits" / "vgg19" / "audit.html").is_file()
     capsys.readouterr()
     assert compare.main(argv) == 0
     again = capsys.readouterr().out
