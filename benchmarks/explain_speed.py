@@ -1,4 +1,4 @@
-"""Grad-CAM speed: ours (batched, one compiled call) against a forward pass and tf-explain.
+"""Grad-CAM and Fast-CAM speed: ours (batched, one compiled call) against a forward pass and tf-explain.
 
 ResNet50 at 224 px, batch 8, random weights, on the CPU, all in one process. Each figure is
 the median of ``--repeats`` timings after a warm-up. The last line is a JSON object:
@@ -7,7 +7,9 @@ the median of ``--repeats`` timings after a warm-up. The last line is a JSON obj
 - ``speedup_vs_tf_explain_batch``: tf-explain's ``GradCAM.explain`` on the batch (one class
   for all) / ours (goal >= 3.5);
 - ``speedup_vs_tf_explain_per_image``: tf-explain called once per image, which per-sample
-  targets require / ours (goal >= 10).
+  targets require / ours (goal >= 10);
+- ``fastcam_over_forward`` and ``fastcam_gradcam_over_forward``: Fast-CAM over ResNet-50's
+  five stages, plain and gated by Grad-CAM / one forward pass (goal <= 1.3, Mundhenk et al.).
 
     python benchmarks/explain_speed.py [--repeats 7]
 """
@@ -62,6 +64,8 @@ def main() -> None:
     seconds = {
         "forward": median_seconds(lambda: forward(tensor).numpy(), args.repeats),
         "ours": median_seconds(lambda: explain.gradcam(model, images, targets), args.repeats),
+        "fastcam": median_seconds(lambda: explain.fastcam(model, images), args.repeats),
+        "fastcam_gradcam": median_seconds(lambda: explain.fastcam_gradcam(model, images, targets), args.repeats),
         "tf_explain_batch": median_seconds(lambda: GradCAM().explain(
             (images, None), model, 0, layer_name="features", use_guided_grads=False), args.repeats),
         "tf_explain_per_image": median_seconds(tf_explain_per_image, max(3, args.repeats // 2)),
@@ -72,6 +76,8 @@ def main() -> None:
         "gradcam_over_forward": round(seconds["ours"] / seconds["forward"], 3),
         "speedup_vs_tf_explain_batch": round(seconds["tf_explain_batch"] / seconds["ours"], 2),
         "speedup_vs_tf_explain_per_image": round(seconds["tf_explain_per_image"] / seconds["ours"], 2),
+        "fastcam_over_forward": round(seconds["fastcam"] / seconds["forward"], 3),
+        "fastcam_gradcam_over_forward": round(seconds["fastcam_gradcam"] / seconds["forward"], 3),
         "milliseconds": {k: round(v * 1000, 1) for k, v in seconds.items()},
     }))
 

@@ -16,6 +16,7 @@ from datasets.console import quiet_start
 quiet_start()
 
 from explain.cam import gradcam, gradcam_plus_plus, layercam, scorecam  # noqa: E402
+from explain.fastcam import fastcam, fastcam_gradcam  # noqa: E402
 from explain.gradients import integrated_gradients, occlusion, saliency, smoothgrad  # noqa: E402
 from explain.views import DEFAULT_LAYER, LayerError, resolve_layers, spatial_layers  # noqa: E402
 
@@ -46,12 +47,12 @@ def register(name: str, method: Callable, uses_layer: bool) -> None:
     METHODS[name] = Explainer(method, uses_layer)
 
 
-for _method in (gradcam, gradcam_plus_plus, layercam, scorecam):
+for _method in (gradcam, gradcam_plus_plus, layercam, scorecam, fastcam, fastcam_gradcam):
     register(_method.__name__, _method, uses_layer=True)
 for _method in (saliency, smoothgrad, integrated_gradients, occlusion):
     register(_method.__name__, _method, uses_layer=False)
 
 __all__ = ["DEFAULT_LAYER", "Explainer", "METHODS", "LayerError", "register", "resolve_layers", "spatial_layers",
            "gradcam",
-           "gradcam_plus_plus", "layercam", "scorecam", "saliency", "smoothgrad", "integrated_gradients",
+           "gradcam_plus_plus", "layercam", "scorecam", "fastcam", "fastcam_gradcam", "saliency", "smoothgrad", "integrated_gradients",
            "occlusion"]

@@ -25,7 +25,8 @@ def _gradient_cam(model, inputs, targets, layer, combine, with_logits: bool = Fa
     return (per_input(maps), logits.numpy()) if with_logits else per_input(maps)
 
 
-def _gradcam_weights(activations, gradients):
+def gradcam_combination(activations, gradients):
+    """Grad-CAM before its ReLU: the channels summed, each weighted by its mean gradient."""
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     return tf.reduce_sum(weights * activations, axis=-1)
 
@@ -48,12 +49,12 @@ def gradcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):
     Selvaraju et al., 2017, "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV.
     """
-    return _gradient_cam(model, inputs, targets, layer, _gradcam_weights)
+    return _gradient_cam(model, inputs, targets, layer, gradcam_combination)
 
 
 def gradcam_with_logits(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):
     """:func:`gradcam` and the model's logits from the same compiled forward pass."""
-    return _gradient_cam(model, inputs, targets, layer, _gradcam_weights, with_logits=True)
+    return _gradient_cam(model, inputs, targets, layer, gradcam_combination, with_logits=True)
 
 
 def gradcam_plus_plus(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER):

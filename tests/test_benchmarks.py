@@ -19,10 +19,11 @@ TINY_DETECTOR = "--synthetic-n 12 --synthetic-size 96 --image-size 96 --epochs 1
 
 BENCHMARKS = {
     "main_job.py": (["--seeds", "0", *TINY_CLASSIFIER.split()], {"runs", "max_minutes", "min_test_accuracy"}),
-    "callback_overhead.py": (["--rounds", "1", "--epochs", "2", "--synthetic-n", "24", "--image-size", "32"],
+    "callback_overhead.py": (["--rounds", "1", "--epochs", "3", "--synthetic-n", "24", "--image-size", "32"],
                              {"epoch_time_ratio", "lower_quartile_ratio", "median_epoch_seconds"}),
     "explain_speed.py": (["--repeats", "1", "--batch", "2", "--size", "64"],
-                         {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image"}),
+                         {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image",
+                          "fastcam_over_forward", "fastcam_gradcam_over_forward"}),
     "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
                      {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
     "tiled_explain.py": (["--repeats", "1", "--models", "sednet", "--size", "96", "--tile", "32", "--stride", "16"],

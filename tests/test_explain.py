@@ -74,10 +74,11 @@ def _quadrant_of_peak(maps: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_gradcam_peaks_on_the_planted_patch(trained_cnn):
+@pytest.mark.parametrize("method", ["gradcam", "fastcam", "fastcam_gradcam"])
+def test_the_map_peaks_on_the_planted_patch(trained_cnn, method):
     images, labels, quadrants = planted_patches(100, seed=9)
     assert (trained_cnn.predict(images, verbose=0).argmax(1) == labels).mean() > 0.9
-    hits = _quadrant_of_peak(explain.gradcam(trained_cnn, images)) == quadrants
+    hits = _quadrant_of_peak(explain.METHODS[method](trained_cnn, images)) == quadrants
     assert hits.mean() >= 0.9, hits.mean()
 
 
