@@ -25,10 +25,16 @@ TRAINING_FIXTURES = {"sednet_run", "shortcut_only", "shortcut_free", "trained", 
 
 def pytest_collection_modifyitems(items):
     """Marks every test that uses a training fixture ``slow``, so that ``-m "not slow"`` (the
-    quick loop while editing) never waits for a training run, whether or not a test says so."""
+    quick loop while editing) never waits for a training run, whether or not a test says so.
+
+    Then puts the files with slow tests first, each file's tests kept together and in order:
+    pytest-xdist hands out whole files in this order, so the quick files fill the end and
+    neither worker is left alone with a long file."""
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def shear_handedness(tail_mask: np.ndarray) -> float:

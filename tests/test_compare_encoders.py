@@ -50,7 +50,7 @@ def test_compare_encoders_end_to_end(segmentation_run, tmp_path):
     out = tmp_path / "cmp"
     stages = ["stem_out", "stage3_out"]
     assert main(["--out", str(out), "--segmentation", str(segmentation_run), "--encoder-width", "8",
-                 "--classifier-epochs", "2", "--stride", "16", "--steps", "2", "--am-images", "2", "--ni-images", "1",
+                 "--classifier-epochs", "1", "--stride", "16", "--steps", "2", "--am-images", "2", "--ni-images", "1",
                  "--stages", ",".join(stages)]) == 0
     table = pd.read_csv(out / "compare_encoders.csv")
     assert set(table["model"]) == {"segmentation encoder", "from scratch", "segmentation U-Net"}
