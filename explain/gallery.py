@@ -1,4 +1,5 @@
-"""A static HTML gallery: per class, true positives, false positives and false negatives."""
+"""Static HTML galleries: per class, true positives, false positives and false negatives; for a
+regressor, the images from the highest prediction to the lowest."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import html
 from pathlib import Path
 
 import pandas as pd
-
 
 
 def write_gallery(table: pd.DataFrame, out: Path, methods: list[str], per_group: int = 12) -> Path:
@@ -30,21 +30,46 @@ def write_gallery(table: pd.DataFrame, out: Path, methods: list[str], per_group:
             if rows.empty:
                 continue
             sections.append(f"<h3>{title} ({len(rows)})</h3><div class='row'>")
-            sections += [_card(row, methods) for _, row in rows.head(per_group).iterrows()]
+            sections += [_card(row, methods, _class_caption(row)) for _, row in rows.head(per_group).iterrows()]
             sections.append("</div>")
+    return _write_page(out, methods, _CLASS_INTRO, sections)
+
+
+def write_regression_gallery(table: pd.DataFrame, out: Path, methods: list[str], target_name: str) -> Path:
+    """Writes ``gallery.html`` for a regressor's explanations: every image, highest prediction
+    first, with its true value where known (columns ``predicted_<target>``, ``true_<target>``)."""
+    predicted, truth = f"predicted_{target_name}", f"true_{target_name}"
+    ordered = table.sort_values(predicted, ascending=False, kind="stable")
+    explained = "raises" if (ordered["target"] == "raise").all() else "lowers"
+    cards = [_card(row, methods, f"{html.escape(Path(row['file']).name)}<br>predicted {row[predicted]:.4g}"
+                   + ("" if pd.isna(row[truth]) else f", true {row[truth]:.4g}"))
+             for _, row in ordered.iterrows()]
+    intro = (f"<p>Each map shows what {explained} the predicted {html.escape(target_name)}; images from the "
+             "highest prediction to the lowest.</p>")
+    return _write_page(out, methods, intro, ["<div class='row'>", *cards, "</div>"])
+
+
+def _write_page(out: Path, methods: list[str], intro: str, sections: list[str]) -> Path:
     path = out / "gallery.html"
-    page = _PAGE.format(methods=", ".join(methods), body="\n".join(sections))
+    page = _PAGE.format(methods=", ".join(methods), intro=intro, body="\n".join(sections))
     path.write_text(page, encoding="utf-8", errors="surrogateescape")  # file names as they are on disk
     return path
 
 
-def _card(row: pd.Series, methods: list[str]) -> str:
+def _class_caption(row: pd.Series) -> str:
+    truth = "?" if pd.isna(row["label"]) else row["label"]
+    return (f"{html.escape(Path(row['file']).name)}<br>true: {html.escape(str(truth))}, "
+            f"predicted: {html.escape(str(row['predicted']))} ({row['probability']:.2f})")
+
+
+def _card(row: pd.Series, methods: list[str], caption: str) -> str:
     images = "".join(f"<figure><img src='{html.escape(row[f'{m}_overlay'])}' loading='lazy'>"
                      f"<figcaption>{html.escape(m)}</figcaption></figure>" for m in methods)
-    truth = "?" if pd.isna(row["label"]) else row["label"]
-    caption = (f"{html.escape(Path(row['file']).name)}<br>true: {html.escape(str(truth))}, "
-               f"predicted: {html.escape(str(row['predicted']))} ({row['probability']:.2f})")
     return f"<div class='card'><div class='maps'>{images}</div><p>{caption}</p></div>"
+
+
+_CLASS_INTRO = """<p>Per class: true positives, false positives (predicted as the class but
+truly another), false negatives (truly the class but predicted as another).</p>"""
 
 
 _PAGE = """<!doctype html>
@@ -57,8 +82,8 @@ body {{ font-family: sans-serif; margin: 1.5em; }}
 figure {{ margin: 0; }} img {{ width: 160px; }} figcaption, p {{ font-size: 12px; margin: 2px; }}
 </style></head><body>
 <h1>Where the model looks</h1>
-<p>Methods: {methods}. Per class: true positives, false positives (predicted as the class but
-truly another), false negatives (truly the class but predicted as another).</p>
+<p>Methods: {methods}.</p>
+{intro}
 {body}
 </body></html>
 """

@@ -40,11 +40,13 @@ class LoadedRun:
 
 @dataclass
 class LoadedModel:
-    """A classifier, its class names and the inputs it takes."""
+    """A classifier (or a regressor: ``target_name`` is then what its one output predicts), its
+    class names and the inputs it takes."""
 
     model: keras.Model
     class_names: list[str]
     spec: InputSpec
+    target_name: str | None = None
 
 
 @dataclass
@@ -113,10 +115,13 @@ def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:
 
 
 def loaded_model(run: LoadedRun) -> LoadedModel:
-    """A loaded run's model with its class names (one per logit) and the inputs it takes."""
+    """A loaded run's model with its class names (one per logit) and the inputs it takes; a
+    ``--task regress`` run (or a model ending in its ``target_units`` layer) as a regressor."""
     classes = int(run.model.outputs[0].shape[-1])
     names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
-    return LoadedModel(run.model, names, input_spec(run.model))
+    regression = run.config.get("task") == "regress" or run.model.layers[-1].name == "target_units"
+    target_name = run.config.get("target_column") or "value" if regression else None
+    return LoadedModel(run.model, names, input_spec(run.model), target_name)
 
 
 def load_detector(source: str | Path) -> LoadedDetector:

@@ -24,17 +24,26 @@ from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
 from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import DEFAULT_LAYER, METHODS, LayerError
-from explain.gallery import write_gallery
+from explain.gallery import write_gallery, write_regression_gallery
 from explain.loading import (ExplainError, LoadedModel, add_model_arguments, load_detector, load_model, load_run,
                              parse_methods, require_layer)
 from explain.sections import explain_section, is_segmentation_model, write_section_maps
 from explain.metrics import softmax
 from explain.overlay import overlay, peak_and_entropy
+from explain.targets import ScalarTarget
 from explain.tiled import explain_tiled, write_tiled
 from explain.two_stage import DEFAULT_MIN_SCORE, run_two_stage, write_two_stage_outputs
 
 
-def parse_target(target: str, class_names: list[str]) -> str | int:
+def parse_target(target: str, loaded: LoadedModel) -> str | int | float:
+    """``--target`` as a class choice (pred, label, an index) or, for a regressor, a sign (+1 raise, -1 lower)."""
+    if loaded.target_name:
+        signs = {"pred": 1.0, "raise": 1.0, "lower": -1.0}
+        if target not in signs:
+            raise ExplainError(f"--target {target!r}: this model regresses {loaded.target_name}; use raise (what "
+                               "raises the prediction, the default) or lower (what lowers it).")
+        return signs[target]
+    class_names = loaded.class_names
     if target in ("pred", "label"):
         return target
     if target in class_names:
@@ -65,10 +74,15 @@ def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
 
 def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str], out: Path,
                    target="pred", layer: str = DEFAULT_LAYER, batch_size: int = 8) -> tuple[pd.DataFrame, list]:
-    """Explains every image of ``table``; returns the explanations table and the bad files."""
+    """Explains every image of ``table``; returns the explanations table and the bad files.
+
+    ``target`` is what :func:`parse_target` returns: for a classifier pred, label or a class
+    index; for a regressor the sign of its output that is explained.
+    """
     import keras
 
     names, model = loaded.spec.input_names, loaded.model
+    describe = _describe_regression if loaded.target_name else _describe_classes
     rows, bad = [], []
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for chunk in _batches(table, batch_size):
@@ -77,15 +91,9 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
             progress.add(len(chunk))
             continue
         batch = for_model(stack_inputs(arrays, loaded.spec))
-        probabilities = softmax(model.predict(batch, verbose=0))
-        predicted = probabilities.argmax(1)
-        targets = _targets(target, predicted, [row.label for row, _ in kept], loaded.class_names)
+        targets, records = describe(loaded, model.predict(batch, verbose=0), [row for row, _ in kept], target)
         maps = {m: METHODS[m](model, batch, targets, layer=layer) for m in methods}
-        for i, ((row, box), source) in enumerate(zip(kept, sources)):
-            record = {"file": row.path, "label": row.label, "predicted": loaded.class_names[predicted[i]],
-                      "probability": float(probabilities[i, predicted[i]]),
-                      "correct": None if row.label is None else row.label == loaded.class_names[predicted[i]],
-                      "target": loaded.class_names[targets[i]]}
+        for i, ((row, box), source, record) in enumerate(zip(kept, sources, records)):
             stem = f"{len(rows):05d}_{Path(row.path).stem}"
             for method in methods:
                 per_input = maps[method] if isinstance(maps[method], dict) else {names[0]: maps[method]}
@@ -93,6 +101,31 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
             rows.append(record)
         progress.add(len(chunk))
     return pd.DataFrame(rows), bad
+
+
+def _describe_classes(loaded: LoadedModel, logits: np.ndarray, rows: list, target) -> tuple[np.ndarray, list[dict]]:
+    """The class explained per image and each image's record: label, prediction, probability."""
+    probabilities = softmax(logits)
+    predicted = probabilities.argmax(1)
+    targets = _targets(target, predicted, [row.label for row in rows], loaded.class_names)
+    names = loaded.class_names
+    records = [{"file": row.path, "label": row.label, "predicted": names[predicted[i]],
+                "probability": float(probabilities[i, predicted[i]]),
+                "correct": None if row.label is None else row.label == names[predicted[i]],
+                "target": names[targets[i]]} for i, row in enumerate(rows)]
+    return targets, records
+
+
+def _describe_regression(loaded: LoadedModel, values: np.ndarray, rows: list, sign: float
+                         ) -> tuple[ScalarTarget, list[dict]]:
+    """The signed output explained and each image's record: the true value where the manifest
+    has the model's target column, and the prediction."""
+    name = loaded.target_name
+    truths = pd.to_numeric(pd.Series([getattr(row, name, None) for row in rows], dtype=object), errors="coerce")
+    records = [{"file": row.path, f"true_{name}": None if pd.isna(truth) else float(truth),
+                f"predicted_{name}": float(value), "target": "raise" if sign > 0 else "lower"}
+               for row, truth, value in zip(rows, truths, values.reshape(len(rows), -1)[:, 0])]
+    return ScalarTarget(sign), records
 
 
 def _targets(target, predicted: np.ndarray, labels: list, class_names: list[str]) -> np.ndarray:
@@ -142,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "whole: each of the run's patches explains the salt it predicts (Seg-Grad-CAM), the "
                              "maps are blended back; try --layer stage4_out for the encoder's bottleneck")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
-                        "or a class index or name (default pred)")
+                        "or a class index or name (default pred); for a regression run, raise (what raises the "
+                        "prediction, the default) or lower (what lowers it)")
     parser.add_argument("--tile", type=int, help="large images: cut each into SIZE x SIZE tiles of source pixels "
                         "(the training resolution: the size of the images the model was trained on), classify "
                         "and explain every tile and blend the results back: a class map, per-class probability "
@@ -179,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ExplainError(f"--batch-size must be >= 1; got {args.batch_size}.")
         table = list_images(args.images)
         loaded = load_model(args.model, args.unsafe)
-        target = parse_target(args.target, loaded.class_names)
+        target = parse_target(args.target, loaded)
         require_layer(loaded.model, methods, args.layer)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(write_bad_files(bad, out / "bad_files.csv"))
     write_csv(explanations.drop(columns=[f"{m}_overlay" for m in methods]), out / "explanations.csv")
-    gallery = write_gallery(explanations, out, methods) if not explanations.empty else None
+    gallery = None
+    if not explanations.empty:
+        gallery = (write_regression_gallery(explanations, out, methods, loaded.target_name) if loaded.target_name
+                   else write_gallery(explanations, out, methods))
     print(f"Overlays and raw maps: {out}/<method>/\nTable: {out / 'explanations.csv'}")
     if gallery:
         print(f"Gallery: {gallery}")
@@ -207,7 +244,10 @@ def tiled_main(args: argparse.Namespace) -> int:
                                f"--stride {stride}.")
         table = list_images(args.images)
         loaded = load_model(args.model, args.unsafe)
-        target = parse_target(args.target, loaded.class_names)
+        if loaded.target_name:
+            raise ExplainError(f"--tile classifies every tile; {args.model} regresses {loaded.target_name}. "
+                               "Explain whole images without --tile.")
+        target = parse_target(args.target, loaded)
         if target == "label":
             raise ExplainError("--target label is not available with --tile: tiles have no labels of their own; "
                                "use pred or a class.")

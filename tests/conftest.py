@@ -78,6 +78,45 @@ def sednet_run(sigma_set, tmp_path_factory):
     return logdir / "e2e", result.stdout
 
 
+@pytest.fixture(scope="session")
+def sem_lots(tmp_path_factory) -> Path:
+    """36 synthetic SEM images of 12 lots at 48 px: the manifest's path."""
+    from datasets.synthetic import write_dataset
+
+    return write_dataset("sem_crystals", tmp_path_factory.mktemp("sem"), n=36, seed=0, size=48, lots=12)
+
+
+REGRESS_TINY = ["--task", "regress", "--model", "sednet", "--image-size", "32", "--local-size", "16", "--epochs", "2",
+                "--batch-size", "8", "--tb-histogram-freq", "1", "--tb-hparams", "--no-augment"]
+
+
+@pytest.fixture(scope="session")
+def regress_run(sem_lots, tmp_path_factory):
+    """One real ``--task regress`` run on the lots, with one image whose target is not a number
+    and one lot of a single image (a copy of the first): the run folder and what it printed."""
+    import contextlib
+    import io
+    import shutil
+
+    import pandas as pd
+
+    from training.run import main
+
+    table = pd.read_csv(sem_lots)
+    table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
+    table["cps"] = table["cps"].astype(object)
+    table.loc[3, "cps"] = "broken gauge"
+    single = table.iloc[[0]].assign(lot="lot_single", path=str(sem_lots.parent / "single.png"))
+    shutil.copy(table["path"].iloc[0], single["path"].iloc[0])
+    manifest = tmp_path_factory.mktemp("regress_data") / "lots.csv"
+    pd.concat([table, single]).to_csv(manifest, index=False)
+    logdir = tmp_path_factory.mktemp("regress_logs")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--data", str(manifest), *REGRESS_TINY, "--logdir", str(logdir), "--run-name", "lots"]) == 0
+    return logdir / "lots", out.getvalue()
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     import keras

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,17 +18,7 @@ from datasets.images import read_image
 from datasets.pipeline import InputSpec, make_dataset
 from datasets.synthetic import write_dataset
 from datasets.tables import DataError
-from training.run import main
 from training.tasks.regress import group_split, read_targets, regression_scores
-
-TINY = ["--task", "regress", "--model", "sednet", "--image-size", "32", "--local-size", "16", "--epochs", "2",
-        "--batch-size", "8", "--tb-histogram-freq", "1", "--tb-hparams", "--no-augment"]
-
-
-@pytest.fixture(scope="module")
-def sem_lots(tmp_path_factory):
-    """36 images of 12 lots at 48 px: the manifest's path."""
-    return write_dataset("sem_crystals", tmp_path_factory.mktemp("sem"), n=36, seed=0, size=48, lots=12)
 
 
 def test_cps_follows_pitting_and_cracks_only_and_lots_share_it(sem_lots):
@@ -103,25 +93,6 @@ def test_the_pipeline_gives_float_targets_that_augmentation_keeps(sem_lots):
     np.testing.assert_allclose(np.sort(targets[:, 0]), np.sort(table["cps"].to_numpy(np.float32)))
 
 
-@pytest.fixture(scope="module")
-def regress_run(sem_lots, tmp_path_factory):
-    """One real run on the lots, with one image whose target is not a number and one lot of a
-    single image (a copy of the first)."""
-    table = pd.read_csv(sem_lots)
-    table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
-    table["cps"] = table["cps"].astype(object)
-    table.loc[3, "cps"] = "broken gauge"
-    single = table.iloc[[0]].assign(lot="lot_single", path=str(sem_lots.parent / "single.png"))
-    shutil.copy(table["path"].iloc[0], single["path"].iloc[0])
-    manifest = tmp_path_factory.mktemp("regress_data") / "lots.csv"
-    pd.concat([table, single]).to_csv(manifest, index=False)
-    logdir = tmp_path_factory.mktemp("regress_logs")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["--data", str(manifest), *TINY, "--logdir", str(logdir), "--run-name", "lots"]) == 0
-    return logdir / "lots", out.getvalue()
-
-
 def test_a_run_reports_what_scikit_learn_computes_from_its_predictions(regress_run):
     """Break tried: metrics computed on the standardised output, not in the target's units."""
     run_dir, _ = regress_run
@@ -157,3 +128,53 @@ def test_tensorboard_gets_regression_scalars_and_the_scatter(regress_run):
     tags = set(validation.Tags()["tensors"])
     assert {"epoch_rmse", "epoch_mae", "epoch_r2", "epoch_loss", "scatter"} <= tags
     assert len(validation.Tensors("scatter")) == 2  # one per epoch
+
+
+@pytest.fixture(scope="module")
+def explained_both_ways(regress_run, tmp_path_factory):
+    """explain.run on the run's own split.csv (paths with their cps), once per sign."""
+    from explain.run import main as explain
+
+    run_dir, _ = regress_run
+    outs = {}
+    for sign in ("raise", "lower"):
+        outs[sign] = tmp_path_factory.mktemp(f"explain_{sign}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert explain(["--model", str(run_dir), "--images", str(run_dir / "split.csv"), "--methods", "gradcam",
+                            "--target", sign, "--out", str(outs[sign])]) == 0
+    return run_dir, outs
+
+
+def test_explain_run_reports_a_regressors_predictions_in_the_targets_units(explained_both_ways):
+    """Breaks tried: the prediction read before the target_units rescaling (standardised values); the
+    regressor built on ``network.inputs`` (sorted by name, so SedNet's crop went to its whole-image input)."""
+    run_dir, outs = explained_both_ways
+    table = pd.read_csv(outs["raise"] / "explanations.csv")
+    predictions = pd.read_csv(run_dir / "predictions.csv").set_index("path")
+    np.testing.assert_allclose(table["predicted_cps"], predictions.loc[table["file"], "predicted"], rtol=1e-4)
+    np.testing.assert_allclose(table["true_cps"], predictions.loc[table["file"], "target"], rtol=1e-6)
+    page = (outs["raise"] / "gallery.html").read_text()
+    highest, lowest = table.sort_values("predicted_cps")["file"].iloc[[-1, 0]]
+    assert page.index(Path(highest).name) < page.index(Path(lowest).name)
+    assert "what raises the predicted cps" in page
+
+
+def test_explain_run_explains_what_lowers_a_prediction_with_the_opposite_sign(explained_both_ways):
+    """Break tried: ScalarTarget's sign ignored (the two maps then correlate at 1)."""
+    _, outs = explained_both_ways
+    raised, lowered = (np.stack([np.load(p) for p in sorted((outs[s] / "gradcam").glob("*_whole.npy"))]) for s in outs)
+    correlations = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(raised, lowered)
+                    if a.std() > 0 and b.std() > 0]
+    assert correlations and np.median(correlations) < 0
+    assert (pd.read_csv(outs["lower"] / "explanations.csv")["target"] == "lower").all()
+
+
+def test_explain_run_refuses_a_class_target_and_tiles_for_a_regressor(regress_run, tmp_path, capsys):
+    from explain.run import main as explain
+
+    run_dir, _ = regress_run
+    images = str(run_dir / "split.csv")
+    assert explain(["--model", str(run_dir), "--images", images, "--target", "lot_001", "--out", str(tmp_path)]) == 2
+    assert "--target 'lot_001': this model regresses cps; use raise" in capsys.readouterr().err
+    assert explain(["--model", str(run_dir), "--images", images, "--tile", "32", "--out", str(tmp_path)]) == 2
+    assert "--tile classifies every tile" in capsys.readouterr().err

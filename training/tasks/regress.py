@@ -265,7 +265,7 @@ class RegressTask(Task):
         network = build_model(config.model, 1, (config.image_size, config.image_size, 3), weights=config.weights,
                               **options)
         output = keras.layers.Rescaling(data.scale, offset=data.mean, name="target_units")(network.outputs[0])
-        return keras.Model(network.inputs, output, name=network.name)
+        return keras.Model(network.input, output, name=network.name)  # .input keeps SedNet's (whole, local) order
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
