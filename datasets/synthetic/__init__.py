@@ -21,7 +21,7 @@ import pandas as pd
 
 from datasets.images import read_image, write_image
 from datasets.seismic import section_image, write_segy
-from datasets.synthetic import sea_ice, seismic_salt, sem_crystals, sigma_clasts, thin_sections
+from datasets.synthetic import sea_ice, seismic_salt, sem_crystals, sigma_clasts, textures, thin_sections
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,21 @@ def _write_sem_crystals(rng, size, label, stem, out: Path, options) -> list[dict
                  pit_mask=pits, crack_mask=cracks)]
 
 
+def _write_texture(rng, size, label, stem, out: Path, options) -> list[dict]:
+    path = f"{label}/{stem}.png"
+    write_image(out / path, textures.generate(rng, label, size))
+    return [dict(path=path, label=label)]
+
+
+def _preview_textures(out: Path, rows: list[dict]) -> np.ndarray:
+    """One image of each class in a row."""
+    first = {}
+    for row in rows:
+        first.setdefault(row["label"], read_image(out / row["path"]))
+    gap = np.full((next(iter(first.values())).shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([p for picture in first.values() for p in (picture, gap)][:-1], axis=1)
+
+
 GENERATORS: dict[str, SyntheticSet] = {}
 
 
@@ -212,6 +227,12 @@ register("sem_crystals", SyntheticSet(
     (), (), _write_sem_crystals,
     (Option("lots", int, 30, "production lots; image i belongs to lot i mod lots", bounds=(1, 100000)),),
     classes_for=_lot_names))
+
+
+register("textures", SyntheticSet(
+    "describable textures, a reference set for python -m explain.concepts: procedural dotted, flecked, porous, "
+    "cracked, striped, fibrous, wrinkled, grid, banded and smooth patterns, and crops of scikit-image's brick, "
+    "grass and gravel photographs", textures.CLASSES, (), _write_texture, preview=_preview_textures))
 
 
 def write_dataset(name: str, out: str | os.PathLike, n: int = 600, seed: int = 0, size: int = 128,
