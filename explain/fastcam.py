@@ -93,13 +93,14 @@ def _spatial_side(layer) -> int | None:
 
 
 class _FastCamView:
-    """One compiled Fast-CAM call per (model, stages, gate layers)."""
+    """Compiled Fast-CAM calls per (model, stages, gate layers)."""
 
     def __init__(self, model: keras.Model, stages: dict[str, tuple[str, ...]], gates: dict[str, str] | None):
         self._model = weakref.proxy(model)
         self.stages, self.gates = stages, gates
         self._wanted = frozenset(s for names in stages.values() for s in names) | frozenset((gates or {}).values())
         self.run = tf.function(self._run, reduce_retracing=True, autograph=False)
+        self.run_with_stages = tf.function(self._run_with_stages, reduce_retracing=True, autograph=False)
 
     def _run(self, inputs, kind=None, params=None):
         recorded, gradients = {}, {}
@@ -113,15 +114,26 @@ class _FastCamView:
         maps = {}
         for name, stages in self.stages.items():
             size = tf.shape(inputs[name])[1:3]
-            resized = [tf.image.resize(gauss_normalize(smoe_scale(recorded[s]))[..., None], size)[..., 0]
-                       for s in stages]
-            combined = tf.add_n(resized) / len(resized)
+            combined = self._combined(recorded, stages, size)
             if self.gates:
                 gate = self.gates[name]
                 cam = tf.nn.relu(gradcam_combination(recorded[gate], gradients[gate]))
                 combined *= normalize(tf.image.resize(cam[..., None], size)[..., 0])
             maps[name] = normalize(combined)
         return maps
+
+    def _run_with_stages(self, inputs):
+        recorded = {}
+        record_outputs(self._model, structured_inputs(self._model, inputs), self._wanted, recorded)
+        maps = {name: normalize(self._combined(recorded, stages, tf.shape(inputs[name])[1:3]))
+                for name, stages in self.stages.items()}
+        return maps, {s: recorded[s] for names in self.stages.values() for s in names}
+
+    @staticmethod
+    def _combined(recorded: dict, stages: tuple[str, ...], size) -> tf.Tensor:
+        """The stages' squashed SMOE maps at the input's ``size``, averaged."""
+        resized = [tf.image.resize(gauss_normalize(smoe_scale(recorded[s]))[..., None], size)[..., 0] for s in stages]
+        return tf.add_n(resized) / len(resized)
 
 
 _VIEWS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
@@ -143,6 +155,16 @@ def fastcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
     return per_input(_view(model, layer, stages, gated=False).run(as_input_dict(model, inputs)))
 
 
+def fastcam_with_stages(model, inputs, *, layer: str = DEFAULT_LAYER, stages: int = STAGES
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fast-CAM's maps per image input and, from the same forward pass, the activations of
+    every stage it combines (keyed by layer name; the stages per input are
+    :func:`stage_layers`), for reading the features where the network looks."""
+    maps, activations = _view(model, layer, stages, gated=False).run_with_stages(as_input_dict(model, inputs))
+    return ({name: np.asarray(m) for name, m in maps.items()},
+            {name: np.asarray(a) for name, a in activations.items()})
+
+
 def fastcam_gradcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
                     stages: int = STAGES) -> np.ndarray | dict[str, np.ndarray]:
     """Fast-CAM gated by the Grad-CAM of ``targets`` at ``layer``: where the network
@@ -152,4 +174,4 @@ def fastcam_gradcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
     return per_input(_view(model, layer, stages, gated=True).run(inputs, kind, params))
 
 
-__all__ = ["fastcam", "fastcam_gradcam", "gauss_normalize", "smoe_scale", "stage_layers"]
+__all__ = ["fastcam", "fastcam_gradcam", "fastcam_with_stages", "gauss_normalize", "smoe_scale", "stage_layers"]

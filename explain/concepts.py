@@ -1,0 +1,336 @@
+"""``python -m explain.concepts``: which describable textures make a material strong?
+
+SEM saliency maps are hard to read, so Palmer, Mundhenk et al. (LLNL, material strength
+from SEM images) name what a strength regressor sees by comparing its features at the most
+salient location with those of a reference set of describable textures (DTD; here a folder
+of class folders, e.g. ``python -m datasets.synthetic textures OUT``). For every image, of the
+data and of the textures, the activations of each Fast-CAM stage ``Z1..Z5`` are read at the
+peak of the image's own Fast-CAM map (:func:`explain.fastcam.fastcam_with_stages`). Then, per
+stage ``z``:
+
+1. Distance (eq. 1): ``d_z(x, t) = ||a_z(x) - a_z(t)||_2`` (``--metric cosine``: ``1 - cos``),
+   with the ``k`` nearest textures of each image found by scikit-learn.
+2. Class-averaged distance of a lot ``L`` to a texture class ``c`` (eq. 2): the mean, over the
+   lot's images, of the mean distance to the image's ``k`` nearest textures of class ``c``.
+3. Relevance (eq. 3): ``r_z(L, c)`` is that distance divided by the lot's mean over all classes,
+   so a lot whose features are far from every texture is not far from each in particular.
+4. Strength relation (eq. 4): the cosine similarity, over lots, of ``r_z(., c)`` and the lots'
+   target, both centred (mean over lots removed) and scaled to unit length: a Pearson
+   correlation.
+
+Convention: ``r`` is a distance, so a texture that strong lots look like has a *smaller* ``r``
+in them and eq. 4 as written comes out *negative*. Every table and chart here reports the
+**affinity** ``a(c) = -s(c)``: positive when lots with a higher target look more like ``c``
+(the paper's "dotted 0.84" reading), negative when they look less like it. ``combined`` is
+the affinity of ``r`` averaged over the stages.
+
+Activations are cached under ``OUT/cache`` keyed by the model file, the stages and each
+image's path, size and modification time, so a second report on the same data is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from datasets.images import read_each
+from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.tables import DataError, read_listed, scan_class_folders, write_bad_files
+from explain import DEFAULT_LAYER, LayerError
+from explain.loading import ExplainError, LoadedModel, load_model
+
+METRICS = ("euclidean", "cosine")
+
+
+@dataclass
+class SalientFeatures:
+    """Per image: its path, the Fast-CAM peak (x, y as fractions of the side), the map, and each
+    stage's activation vector at that peak."""
+
+    paths: list[str]
+    peaks: np.ndarray  # (N, 2)
+    saliency: np.ndarray  # (N, side, side), in [0, 1]
+    stages: dict[str, np.ndarray]  # stage layer name -> (N, channels)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, paths=np.array(self.paths, dtype=object), peaks=self.peaks, saliency=self.saliency,
+                            stage_names=np.array(list(self.stages)), **{f"stage_{i}": v for i, v in
+                                                                        enumerate(self.stages.values())})
+
+    @classmethod
+    def load(cls, path: Path) -> SalientFeatures:
+        with np.load(path, allow_pickle=True) as data:
+            stages = {str(name): data[f"stage_{i}"] for i, name in enumerate(data["stage_names"])}
+            return cls(list(data["paths"]), data["peaks"], data["saliency"], stages)
+
+
+def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFAULT_LAYER, batch_size: int = 16,
+                     bad: list | None = None, title: str = "images") -> SalientFeatures:
+    """Reads every image of ``table`` (unreadable ones go to ``bad``) and its stages' activations
+    at its Fast-CAM peak, in batches, with a progress bar."""
+    import keras
+
+    from explain.fastcam import fastcam_with_stages, stage_layers
+
+    spec, model = loaded.spec, loaded.model
+    first = spec.input_names[0]
+    stages = stage_layers(model, layer)[first]
+    read = partial(read_listed, min_size=spec.min_source_size)
+    paths, peaks, maps, vectors = [], [], [], {s: [] for s in stages}
+    print(f"Reading Fast-CAM peaks and the activations of {', '.join(stages)} for {len(table)} {title} ...",
+          flush=True)
+    progress = keras.utils.Progbar(len(table), unit_name="image")
+    rows = list(table.itertuples(index=False))
+    for start in range(0, len(rows), batch_size):
+        chunk = list(read_each(rows[start:start + batch_size], bad if bad is not None else [], read=read))
+        progress.add(min(batch_size, len(rows) - start))
+        if not chunk:
+            continue
+        batch = stack_inputs([model_inputs(image, np.full(4, np.nan, np.float32), spec) for _, image in chunk], spec)
+        saliency, activations = fastcam_with_stages(model, for_model(batch), layer=layer)
+        saliency = saliency[first]
+        side = saliency.shape[1]
+        flat = saliency.reshape(len(chunk), -1).argmax(1)
+        y, x = np.divmod(flat, side)
+        paths += [row.path for row, _ in chunk]
+        peaks.append(np.stack([(x + 0.5) / side, (y + 0.5) / side], axis=1))
+        maps.append(saliency)
+        for stage in stages:
+            values = activations[stage]
+            rows_at, cols_at = ((coordinate * values.shape[axis] // side).astype(int)
+                                for coordinate, axis in ((y, 1), (x, 2)))
+            vectors[stage].append(values[np.arange(len(chunk)), rows_at, cols_at])
+    if not paths:
+        raise DataError(f"None of the {len(table)} {title} could be read; see bad_files.csv.")
+    return SalientFeatures(paths, np.concatenate(peaks), np.concatenate(maps),
+                           {stage: np.concatenate(v) for stage, v in vectors.items()})
+
+
+def cache_key(model_path: Path, table: pd.DataFrame, layer: str) -> str:
+    """A digest of the model file, the explained layer and every listed file's path, size and
+    modification time: any change to them makes new activations."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(layer.encode())
+    for path in table["path"]:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{os.fsencode(path)!r}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(f"{os.fsencode(path)!r}:missing".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_salient_features(loaded: LoadedModel, model_path: Path, table: pd.DataFrame, cache: Path, name: str,
+                            layer: str, batch_size: int, bad: list) -> SalientFeatures:
+    """:func:`salient_features`, stored under ``cache`` and reused while nothing it depends on changed
+    (the unreadable images are stored with them)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    key = cache_key(model_path, table, layer)
+    stored, stored_bad = cache / f"{name}-{key}.npz", cache / f"{name}-{key}.bad.json"
+    if stored.is_file() and stored_bad.is_file():
+        print(f"Reusing the cached activations of the {name}: {stored}", flush=True)
+        bad += json.loads(stored_bad.read_text())
+        return SalientFeatures.load(stored)
+    new_bad: list = []
+    features = salient_features(loaded, table, layer, batch_size, new_bad, name)
+    features.save(stored)
+    stored_bad.write_text(json.dumps([{"path": os.fsdecode(b["path"]), "reason": b["reason"]} for b in new_bad]))
+    bad += new_bad
+    return features
+
+
+def class_distances(data: np.ndarray, textures: np.ndarray, texture_classes: np.ndarray, classes: list[str],
+                    k: int, metric: str) -> np.ndarray:
+    """Eqs. 1-2 per image: the mean distance from each data vector to its ``k`` nearest
+    textures of each class (fewer when a class has fewer images): (N, classes)."""
+    columns = []
+    for name in classes:
+        members = textures[texture_classes == name]
+        search = NearestNeighbors(n_neighbors=min(k, len(members)), metric=metric).fit(members)
+        columns.append(search.kneighbors(data)[0].mean(axis=1))
+    return np.stack(columns, axis=1)
+
+
+def nearest_textures(data: np.ndarray, textures: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 1: each data vector's ``k`` nearest textures of any class: (distances, indices)."""
+    return NearestNeighbors(n_neighbors=min(k, len(textures)), metric=metric).fit(textures).kneighbors(data)
+
+
+def lot_relevance(distances: np.ndarray, lots: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Eqs. 2-3: per lot, the class-averaged distances and the relevance (each divided by the
+    lot's mean over the classes); lots as rows, (distance|relevance, class) as columns."""
+    per_lot = pd.DataFrame(distances, columns=classes).groupby(lots, sort=True).mean()
+    relevance = per_lot.div(per_lot.mean(axis=1), axis=0)
+    return pd.concat({"distance": per_lot, "relevance": relevance}, axis=1)
+
+
+def affinity(relevance: pd.DataFrame, target: pd.Series) -> pd.Series:
+    """Eq. 4 with the sign turned: minus the cosine similarity over lots of each class's
+    centred relevance and the centred target, so positive means "higher-target lots look
+    more like this texture". NaN for a class (or a target) that does not vary over lots."""
+    centred = relevance - relevance.mean()
+    goal = (target - target.mean()).reindex(relevance.index).to_numpy()
+    norms = np.linalg.norm(centred.to_numpy(), axis=0) * np.linalg.norm(goal)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = centred.to_numpy().T @ goal / norms
+    return pd.Series(-cosine, index=relevance.columns, name="affinity")
+
+
+@dataclass
+class ConceptAnalysis:
+    """Everything the report shows."""
+
+    data: pd.DataFrame  # the readable data rows: path, target, lot
+    textures: pd.DataFrame  # the readable texture rows: path, label
+    data_features: SalientFeatures
+    texture_features: SalientFeatures
+    classes: list[str]
+    per_lot: dict[str, pd.DataFrame]  # stage (and "combined") -> lot_relevance table
+    strength: pd.DataFrame  # class x (stages..., combined): affinity
+    neighbours: pd.DataFrame  # file, stage, rank, texture, texture_class, distance
+    target_name: str
+
+
+def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.DataFrame,
+            texture_features: SalientFeatures, k: int, metric: str, target_name: str) -> ConceptAnalysis:
+    """Eqs. 1-4 on every stage and on their average."""
+    data = data.set_index("path").loc[data_features.paths].reset_index()
+    textures = textures.set_index("path").loc[texture_features.paths].reset_index()
+    labels = textures["label"].to_numpy()
+    classes = sorted(set(labels))
+    lots, per_lot, strength, neighbours = data["lot"].to_numpy(), {}, {}, []
+    lot_target = data.groupby("lot", sort=True)["target"].mean()
+    for stage, vectors in data_features.stages.items():
+        distances = class_distances(vectors, texture_features.stages[stage], labels, classes, k, metric)
+        per_lot[stage] = lot_relevance(distances, lots, classes)
+        strength[stage] = affinity(per_lot[stage]["relevance"], lot_target)
+        nearest, index = nearest_textures(vectors, texture_features.stages[stage], k, metric)
+        for i, path in enumerate(data["path"]):
+            neighbours += [{"file": path, "stage": stage, "rank": rank + 1, "texture": textures["path"].iloc[j],
+                            "texture_class": labels[j], "distance": float(d)}
+                           for rank, (d, j) in enumerate(zip(nearest[i], index[i]))]
+    combined = sum(table["relevance"] for table in per_lot.values()) / len(per_lot)
+    per_lot["combined"] = pd.concat({"relevance": combined}, axis=1)
+    strength["combined"] = affinity(combined, lot_target)
+    return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot,
+                           pd.DataFrame(strength).sort_values("combined", ascending=False), pd.DataFrame(neighbours),
+                           target_name)
+
+
+def read_data(path: str, target_column: str, group_column: str) -> pd.DataFrame:
+    """The manifest's rows with a numeric ``target`` and a ``lot`` (a bad row keeps its reason in
+    ``problem``); lots of one image are named on the console.
+
+    Raises:
+        DataError: see :func:`training.tasks.regress.read_targets`; fewer than three lots.
+    """
+    from training.tasks.regress import read_targets, resolve_group_column
+
+    table = read_targets(Path(path), target_column)
+    column = resolve_group_column(table, group_column)
+    lots = table[column].astype(str) if column else pd.Series(table.index.astype(str), index=table.index)
+    table = table.assign(lot=lots.to_numpy())
+    usable = table[table["problem"].isna()]
+    if usable["lot"].nunique() < 3:
+        raise DataError(f"{path}: {usable['lot'].nunique()} lot(s) with a {target_column}; relating textures to "
+                        f"{target_column} needs at least three (pass --group-column none to treat each image as one).")
+    sizes = usable["lot"].value_counts()
+    single = sorted(sizes.index[sizes == 1])
+    if single and column:
+        print(f"note: {len(single)} lot(s) have a single image ({', '.join(single[:5])}"
+              f"{', ...' if len(single) > 5 else ''}); their class-averaged distances rest on that image alone.",
+              flush=True)
+    return table
+
+
+def read_textures(folder: str) -> pd.DataFrame:
+    """A texture folder's images by class (one sub-folder per class, as DTD's ``images/``).
+
+    Raises:
+        DataError: no such folder, no class folder, an empty class, or a single class.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"--textures {root} is not a folder: pass a folder of class folders of texture images "
+                        "(e.g. DTD's images/, or python -m datasets.synthetic textures OUT).")
+    table = scan_class_folders(root)
+    classes = sorted(table["label"].unique())
+    if len(classes) < 2:
+        raise DataError(f"--textures {root} has one class ({classes[0]}); relevance compares texture classes, so "
+                        "it needs at least two class folders.")
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m explain.concepts",
+        description="Name what a regression model sees: its features at each image's Fast-CAM peak, stage by "
+                    "stage, against a reference set of describable textures; per lot the class-averaged distances, "
+                    "and per texture class its affinity with the target (positive: lots with a higher target look "
+                    "more like it). Writes CSVs, PNG charts, neighbour grids and report.html.")
+    parser.add_argument("--model", required=True, help="a --task regress run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--data", required=True, help="CSV manifest: path, the target column, and the lot column")
+    parser.add_argument("--textures", required=True, help="folder of texture class folders (DTD images/ works as is)")
+    parser.add_argument("--out", required=True, help="output folder; created, or reused without deleting anything")
+    parser.add_argument("--target-column", help="the manifest's numeric column (default: the run's, else cps)")
+    parser.add_argument("--group-column", default="auto",
+                        help="the lots: auto (lot when present), none (each image its own lot), or a column name")
+    parser.add_argument("--k", type=int, default=5, help="nearest textures per class and per image (default 5)")
+    parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean: L2)")
+    parser.add_argument("--layer", default=DEFAULT_LAYER,
+                        help="the deepest stage; the four resolutions above it are the others (default features)")
+    parser.add_argument("--grids", type=int, default=6,
+                        help="neighbour grids to draw: the images of the strongest and weakest lots (default 6)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    parser.add_argument("--unsafe", action="store_true", help="allow models with Python lambdas (Keras safe_mode off)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from explain.concepts_report import write_report
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.k < 1 or args.batch_size < 1 or args.grids < 0:
+            raise ExplainError(f"--k and --batch-size must be >= 1 and --grids >= 0; got {args.k}, {args.batch_size}, "
+                               f"{args.grids}.")
+        loaded = load_model(args.model, args.unsafe)
+        target_column = args.target_column or loaded.target_name or "cps"
+        textures = read_textures(args.textures)
+        data = read_data(args.data, target_column, args.group_column)
+        model_path = Path(args.model) / "model.keras" if Path(args.model).is_dir() else Path(args.model)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        bad = [{"path": row.path, "reason": row.problem} for row in data.itertuples() if isinstance(row.problem, str)]
+        usable = data[data["problem"].isna()].reset_index(drop=True)
+        run = partial(cached_salient_features, loaded, model_path, cache=out / "cache", layer=args.layer,
+                      batch_size=args.batch_size, bad=bad)
+        data_features = run(table=usable, name="data")
+        texture_features = run(table=textures, name="textures")
+    except (ExplainError, DataError, LayerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(write_bad_files(bad, out / "bad_files.csv"))
+    analysis = analyse(usable, data_features, textures, texture_features, args.k, args.metric, target_column)
+    report = write_report(analysis, out, args.grids)
+    strength = analysis.strength["combined"]
+    print(f"Most related to high {target_column}: {', '.join(strength.index[:3])}; to low: "
+          f"{', '.join(strength.index[::-1][:3])}.\nReport: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

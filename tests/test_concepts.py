@@ -1,0 +1,132 @@
+"""``python -m explain.concepts``: the equations by hand, the procedural textures, one real run
+on a trained regressor with its cache, and the bad inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from datasets.synthetic import write_dataset
+from datasets.synthetic.textures import CLASSES, generate
+from explain.concepts import affinity, class_distances, lot_relevance
+from explain.concepts import main as concepts
+
+
+def test_class_distances_average_each_class_k_nearest():
+    """Break tried: the mean over every member of a class instead of its k nearest."""
+    rng = np.random.default_rng(0)
+    data, textures = rng.normal(size=(4, 3)), rng.normal(size=(9, 3))
+    classes = np.array(["a"] * 5 + ["b"] * 4)
+    got = class_distances(data, textures, classes, ["a", "b"], k=2, metric="euclidean")
+    for column, name in enumerate("ab"):
+        members = textures[classes == name]
+        expected = np.sort(np.linalg.norm(data[:, None] - members[None], axis=-1), axis=1)[:, :2].mean(1)
+        np.testing.assert_allclose(got[:, column], expected, rtol=1e-6)
+
+
+def test_relevance_divides_by_the_lots_mean_and_affinity_is_minus_the_centred_cosine():
+    """A texture that strong lots are close to gets affinity +1; one they are far from -1; one
+    that does not vary over lots NaN. Break tried: eq. 4 without the sign turned (+1 and -1 swap)."""
+    lots = np.array(["x", "x", "y", "z"])
+    # per image: distance to "near_strong", "far_strong", "flat"
+    distances = np.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0], [2.0, 2.0, 2.0], [3.0, 1.0, 2.0]])
+    table = lot_relevance(distances, lots, ["near_strong", "far_strong", "flat"])
+    np.testing.assert_allclose(table["relevance"].loc["x"], [0.5, 1.5, 1.0])
+    target = pd.Series({"x": 18.0, "y": 11.0, "z": 4.0})
+    result = affinity(table["relevance"], target)
+    assert result["near_strong"] == pytest.approx(1.0) and result["far_strong"] == pytest.approx(-1.0)
+    assert np.isnan(result["flat"])
+
+
+def test_every_texture_class_is_drawn_and_seeded():
+    for name in CLASSES:
+        first, again = (generate(np.random.default_rng(3), name, 48) for _ in range(2))
+        assert first.shape == (48, 48, 3) and first.dtype == np.uint8 and first.std() > 2, name
+        np.testing.assert_array_equal(first, again)
+
+
+@pytest.fixture(scope="module")
+def textures(tmp_path_factory):
+    """Two images of each procedural class and photograph at 48 px."""
+    return write_dataset("textures", tmp_path_factory.mktemp("textures"), n=2 * len(CLASSES), seed=0,
+                         size=48).parent
+
+
+def _concepts(args: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = concepts(args)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def concept_report(regress_run, textures, tmp_path_factory):
+    """The report on the regression test run's own split (with its lot of one image), twice."""
+    run_dir, _ = regress_run
+    out = tmp_path_factory.mktemp("concepts")
+    args = ["--model", str(run_dir), "--data", str(run_dir / "split.csv"), "--group-column", "group",
+            "--textures", str(textures), "--out", str(out), "--k", "2", "--grids", "2"]
+    first = _concepts(args)
+    first_strength = pd.read_csv(out / "texture_strength.csv")
+    second = _concepts(args)
+    return out, (*first, first_strength), second
+
+
+def test_the_report_holds_every_table_chart_and_grid(concept_report, regress_run):
+    out, (code, printed, _), _ = concept_report
+    assert code == 0, printed
+    split = pd.read_csv(regress_run[0] / "split.csv")
+    strength = pd.read_csv(out / "texture_strength.csv", index_col="texture")
+    assert sorted(strength.index) == sorted(CLASSES) and "combined" in strength.columns
+    assert strength.drop(columns="combined").shape[1] >= 2  # one column per stage
+    assert ((strength.abs() <= 1 + 1e-9) | strength.isna()).all().all()
+    lots = pd.read_csv(out / "lot_distances.csv")
+    assert set(lots["lot"]) == set(split["group"]) and set(lots["class"]) == set(CLASSES)
+    neighbours = pd.read_csv(out / "neighbours.csv")
+    assert neighbours.groupby(["file", "stage"])["rank"].max().eq(2).all()
+    assert len(list((out / "neighbours").glob("*.png"))) == 2
+    page = (out / "report.html").read_text()
+    assert "affinity" in page and "texture_strength.png" in page and (out / "lot_relevance.png").is_file()
+    assert "note: 1 lot(s) have a single image (lot_single)" in printed
+
+
+def test_the_relevance_in_the_report_follows_from_its_neighbour_distances(concept_report):
+    """The lot table is recomputed from the per-image class distances of one stage."""
+    out, _, _ = concept_report
+    lots = pd.read_csv(out / "lot_distances.csv")
+    stage = lots["stage"].iloc[0]
+    table = lots[lots["stage"] == stage].pivot(index="lot", columns="class", values="distance")
+    relevance = lots[lots["stage"] == stage].pivot(index="lot", columns="class", values="relevance")
+    np.testing.assert_allclose(relevance, table.div(table.mean(axis=1), axis=0), rtol=1e-6)
+    target = lots[lots["stage"] == stage].groupby("lot")["cps"].first()
+    strength = pd.read_csv(out / "texture_strength.csv", index_col="texture")[stage]
+    np.testing.assert_allclose(affinity(relevance, target).reindex(strength.index), strength, atol=1e-4)
+
+
+def test_a_second_report_reuses_the_cached_activations(concept_report):
+    """Break tried: a cache key that includes the output folder's time (never reused)."""
+    out, (_, first, first_strength), (code, second) = concept_report
+    assert code == 0
+    assert "Reusing the cached activations" not in first
+    assert second.count("Reusing the cached activations") == 2
+    pd.testing.assert_frame_equal(pd.read_csv(out / "texture_strength.csv"), first_strength)
+
+
+def test_bad_texture_folders_are_refused_by_name(regress_run, textures, tmp_path, capsys):
+    run_dir, _ = regress_run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    single = tmp_path / "single"
+    shutil.copytree(textures / "dotted", single / "dotted")
+    common = ["--model", str(run_dir), "--data", str(run_dir / "split.csv"), "--out", str(tmp_path / "out")]
+    assert _concepts([*common, "--textures", str(empty)])[0] == 2
+    assert f"No class folders in {empty}" in capsys.readouterr().err
+    assert _concepts([*common, "--textures", str(single)])[0] == 2
+    assert f"--textures {single} has one class (dotted)" in capsys.readouterr().err
+    assert _concepts([*common, "--textures", str(textures), "--target-column", "strength"])[0] == 2
+    assert "has no column 'strength' to regress" in capsys.readouterr().err
