@@ -47,3 +47,14 @@ def test_sea_ice_notebook_runs_end_to_end(tmp_path, monkeypatch):
     assert "test scenes: Dice" in text and "share_standardized" in text and "mwr" in text
     assert (tmp_path / "zscores" / "zscores.csv").is_file()
     assert pictures == 3
+
+
+@pytest.mark.slow
+def test_sem_strength_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    text, pictures = _execute("colab_sem_strength.ipynb", {"GEOXAI_EPOCHS": "1", "GEOXAI_IMAGES": "36",
+                                                           "GEOXAI_LOTS": "12", "GEOXAI_SIZE": "32",
+                                                           "GEOXAI_TEXTURES": "2"}, tmp_path, monkeypatch)
+    assert "test images: R²" in text and "test lots' means: R²" in text
+    assert "combined" in text and "dotted" in text  # the texture table
+    assert (tmp_path / "explained" / "fastcam_gradcam").is_dir() and (tmp_path / "concepts" / "report.html").is_file()
+    assert pictures == 4

@@ -74,10 +74,16 @@ def generate(rng: np.random.Generator, lot: Lot, size: int = 128) -> SemImage:
         fill(canvas, polygon, float(rng.uniform(CRYSTAL_DARK, CRYSTAL_LIGHT)))
         crystals |= polygon_mask((size, size), polygon)
     canvas += 24 * (smooth_noise(rng, size, 2.0, 2.0) - 0.5) * crystals  # surface relief
-    pits = _pits(rng, canvas, crystals, count=rng.poisson(size * size / 400 * lot.pitting))
-    cracks = _cracks(rng, canvas, crystals, count=rng.poisson(size / 16 * lot.cracks))
+    pits = _pits(rng, canvas, crystals, count=_count(rng, size * size / 400 * lot.pitting))
+    cracks = _cracks(rng, canvas, crystals, count=_count(rng, size / 8 * lot.cracks))
     image = finish(np.repeat(canvas[..., None], 3, axis=-1), rng, blur=0.5, noise=3.0)
     return SemImage(image, pits, cracks)
+
+
+def _count(rng: np.random.Generator, expected: float) -> int:
+    """A count within 15 % of ``expected``: images of a lot show its density, give or take,
+    so one image carries most of the evidence of its lot's strength."""
+    return int(round(expected * rng.uniform(0.85, 1.15)))
 
 
 def _crystal_centres(rng: np.random.Generator, size: int, radius: float) -> np.ndarray:
