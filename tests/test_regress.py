@@ -160,12 +160,13 @@ def test_explain_run_reports_a_regressors_predictions_in_the_targets_units(expla
 
 
 def test_explain_run_explains_what_lowers_a_prediction_with_the_opposite_sign(explained_both_ways):
-    """Break tried: ScalarTarget's sign ignored (the two maps then correlate at 1)."""
+    """Grad-CAM of -y is the rectified negative of Grad-CAM of y before rectifying, so the two maps
+    are almost never high at the same place. Break tried: ScalarTarget's sign ignored (the maps
+    are then equal)."""
     _, outs = explained_both_ways
     raised, lowered = (np.stack([np.load(p) for p in sorted((outs[s] / "gradcam").glob("*_whole.npy"))]) for s in outs)
-    correlations = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(raised, lowered)
-                    if a.std() > 0 and b.std() > 0]
-    assert correlations and np.median(correlations) < 0
+    assert np.abs(raised - lowered).max() > 0.5
+    assert np.minimum(raised, lowered).sum() < 0.1 * np.maximum(raised, lowered).sum()
     assert (pd.read_csv(outs["lower"] / "explanations.csv")["target"] == "lower").all()
 
 
