@@ -24,6 +24,10 @@ in them and eq. 4 as written comes out *negative*. Every table and chart here re
 (the paper's "dotted 0.84" reading), negative when they look less like it. ``combined`` is
 the affinity of ``r`` averaged over the stages.
 
+``--saliency raise`` (or ``lower``) reads the features at the peak of Fast-CAM gated by the
+Grad-CAM of what raises (or lowers) the prediction instead: where the evidence for a strong
+(or a weak) material is, rather than where the network responds at all.
+
 Activations are cached under ``OUT/cache`` keyed by the model file, the stages and each
 image's path, size and modification time, so a second report on the same data is quick.
 """
@@ -48,8 +52,10 @@ from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.tables import DataError, read_listed, scan_class_folders, write_bad_files
 from explain import DEFAULT_LAYER, LayerError
 from explain.loading import ExplainError, LoadedModel, load_model
+from explain.targets import ScalarTarget
 
 METRICS = ("euclidean", "cosine")
+SALIENCY = {"fastcam": None, "raise": 1.0, "lower": -1.0}  # the sign of the gated forms' ScalarTarget
 
 
 @dataclass
@@ -75,18 +81,24 @@ class SalientFeatures:
 
 
 def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFAULT_LAYER, batch_size: int = 16,
-                     bad: list | None = None, title: str = "images") -> SalientFeatures:
+                     bad: list | None = None, title: str = "images", saliency: str = "fastcam") -> SalientFeatures:
     """Reads every image of ``table`` (unreadable ones go to ``bad``) and its stages' activations
-    at its Fast-CAM peak, in batches, with a progress bar."""
+    at its saliency peak, in batches, with a progress bar.
+
+    Args:
+        saliency: one of :data:`SALIENCY`: ``fastcam`` (where the network responds, as the
+            study), ``raise`` or ``lower`` (Fast-CAM gated by the Grad-CAM of the prediction's
+            sign: where the evidence that raises, or lowers, the prediction is).
+    """
     import keras
 
-    from explain.fastcam import fastcam_with_stages, stage_layers
+    from explain.fastcam import fastcam_gradcam, fastcam_with_stages, stage_layers
 
     spec, model = loaded.spec, loaded.model
     first = spec.input_names[0]
     stages = stage_layers(model, layer)[first]
     read = partial(read_listed, min_size=spec.min_source_size)
-    paths, peaks, maps, vectors = [], [], [], {s: [] for s in stages}
+    paths, peaks, saliency_maps, vectors = [], [], [], {s: [] for s in stages}
     print(f"Reading Fast-CAM peaks and the activations of {', '.join(stages)} for {len(table)} {title} ...",
           flush=True)
     progress = keras.utils.Progbar(len(table), unit_name="image")
@@ -97,14 +109,17 @@ def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFA
         if not chunk:
             continue
         batch = stack_inputs([model_inputs(image, np.full(4, np.nan, np.float32), spec) for _, image in chunk], spec)
-        saliency, activations = fastcam_with_stages(model, for_model(batch), layer=layer)
-        saliency = saliency[first]
-        side = saliency.shape[1]
-        flat = saliency.reshape(len(chunk), -1).argmax(1)
+        maps, activations = fastcam_with_stages(model, for_model(batch), layer=layer)
+        if saliency != "fastcam":
+            gated = fastcam_gradcam(model, for_model(batch), ScalarTarget(SALIENCY[saliency]), layer=layer)
+            maps = gated if isinstance(gated, dict) else {first: gated}
+        peak_map = maps[first]
+        side = peak_map.shape[1]
+        flat = peak_map.reshape(len(chunk), -1).argmax(1)
         y, x = np.divmod(flat, side)
         paths += [row.path for row, _ in chunk]
         peaks.append(np.stack([(x + 0.5) / side, (y + 0.5) / side], axis=1))
-        maps.append(saliency)
+        saliency_maps.append(peak_map)
         for stage in stages:
             values = activations[stage]
             rows_at, cols_at = ((coordinate * values.shape[axis] // side).astype(int)
@@ -112,18 +127,18 @@ def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFA
             vectors[stage].append(values[np.arange(len(chunk)), rows_at, cols_at])
     if not paths:
         raise DataError(f"None of the {len(table)} {title} could be read; see bad_files.csv.")
-    return SalientFeatures(paths, np.concatenate(peaks), np.concatenate(maps),
+    return SalientFeatures(paths, np.concatenate(peaks), np.concatenate(saliency_maps),
                            {stage: np.concatenate(v) for stage, v in vectors.items()})
 
 
-def cache_key(model_path: Path, table: pd.DataFrame, layer: str) -> str:
-    """A digest of the model file, the explained layer and every listed file's path, size and
-    modification time: any change to them makes new activations."""
+def cache_key(model_path: Path, table: pd.DataFrame, layer: str, saliency: str) -> str:
+    """A digest of the model file, the explained layer, the saliency and every listed file's
+    path, size and modification time: any change to them makes new activations."""
     digest = hashlib.sha256()
     with open(model_path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    digest.update(layer.encode())
+    digest.update(f"{layer}\0{saliency}".encode())
     for path in table["path"]:
         try:
             stat = os.stat(path)
@@ -134,18 +149,18 @@ def cache_key(model_path: Path, table: pd.DataFrame, layer: str) -> str:
 
 
 def cached_salient_features(loaded: LoadedModel, model_path: Path, table: pd.DataFrame, cache: Path, name: str,
-                            layer: str, batch_size: int, bad: list) -> SalientFeatures:
+                            layer: str, batch_size: int, bad: list, saliency: str = "fastcam") -> SalientFeatures:
     """:func:`salient_features`, stored under ``cache`` and reused while nothing it depends on changed
     (the unreadable images are stored with them)."""
     cache.mkdir(parents=True, exist_ok=True)
-    key = cache_key(model_path, table, layer)
+    key = cache_key(model_path, table, layer, saliency)
     stored, stored_bad = cache / f"{name}-{key}.npz", cache / f"{name}-{key}.bad.json"
     if stored.is_file() and stored_bad.is_file():
         print(f"Reusing the cached activations of the {name}: {stored}", flush=True)
         bad += json.loads(stored_bad.read_text())
         return SalientFeatures.load(stored)
     new_bad: list = []
-    features = salient_features(loaded, table, layer, batch_size, new_bad, name)
+    features = salient_features(loaded, table, layer, batch_size, new_bad, name, saliency)
     features.save(stored)
     stored_bad.write_text(json.dumps([{"path": os.fsdecode(b["path"]), "reason": b["reason"]} for b in new_bad]))
     bad += new_bad
@@ -202,10 +217,12 @@ class ConceptAnalysis:
     strength: pd.DataFrame  # class x (stages..., combined): affinity
     neighbours: pd.DataFrame  # file, stage, rank, texture, texture_class, distance
     target_name: str
+    saliency: str = "fastcam"
 
 
 def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.DataFrame,
-            texture_features: SalientFeatures, k: int, metric: str, target_name: str) -> ConceptAnalysis:
+            texture_features: SalientFeatures, k: int, metric: str, target_name: str,
+            saliency: str = "fastcam") -> ConceptAnalysis:
     """Eqs. 1-4 on every stage and on their average."""
     data = data.set_index("path").loc[data_features.paths].reset_index()
     textures = textures.set_index("path").loc[texture_features.paths].reset_index()
@@ -227,7 +244,7 @@ def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.Dat
     strength["combined"] = affinity(combined, lot_target)
     return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot,
                            pd.DataFrame(strength).sort_values("combined", ascending=False), pd.DataFrame(neighbours),
-                           target_name)
+                           target_name, saliency)
 
 
 def read_data(path: str, target_column: str, group_column: str) -> pd.DataFrame:
@@ -290,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the lots: auto (lot when present), none (each image its own lot), or a column name")
     parser.add_argument("--k", type=int, default=5, help="nearest textures per class and per image (default 5)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean: L2)")
+    parser.add_argument("--saliency", choices=SALIENCY, default="fastcam",
+                        help="where features are read: fastcam (the peak of plain Fast-CAM, as the study; default), "
+                             "raise or lower (the peak of Fast-CAM gated by the Grad-CAM of what raises, or lowers, "
+                             "the prediction)")
     parser.add_argument("--layer", default=DEFAULT_LAYER,
                         help="the deepest stage; the four resolutions above it are the others (default features)")
     parser.add_argument("--grids", type=int, default=6,
@@ -317,14 +338,15 @@ def main(argv: list[str] | None = None) -> int:
         bad = [{"path": row.path, "reason": row.problem} for row in data.itertuples() if isinstance(row.problem, str)]
         usable = data[data["problem"].isna()].reset_index(drop=True)
         run = partial(cached_salient_features, loaded, model_path, cache=out / "cache", layer=args.layer,
-                      batch_size=args.batch_size, bad=bad)
+                      batch_size=args.batch_size, bad=bad, saliency=args.saliency)
         data_features = run(table=usable, name="data")
         texture_features = run(table=textures, name="textures")
     except (ExplainError, DataError, LayerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(write_bad_files(bad, out / "bad_files.csv"))
-    analysis = analyse(usable, data_features, textures, texture_features, args.k, args.metric, target_column)
+    analysis = analyse(usable, data_features, textures, texture_features, args.k, args.metric, target_column,
+                       args.saliency)
     report = write_report(analysis, out, args.grids)
     strength = analysis.strength["combined"]
     print(f"Most related to high {target_column}: {', '.join(strength.index[:3])}; to low: "

@@ -14,7 +14,7 @@ from datasets.images import read_image
 from datasets.tables import write_csv
 from explain.concepts import ConceptAnalysis
 
-SALIENT_LEVEL = 0.5  # the outlined salient region: Fast-CAM at least half its peak
+SALIENT_LEVEL = 0.5  # the outlined salient region: the saliency map at least half its peak
 
 
 def write_report(analysis: ConceptAnalysis, out: Path, grids: int) -> Path:
@@ -112,8 +112,8 @@ def _write_grid(analysis: ConceptAnalysis, i: int, folder: Path) -> Path:
 
 
 def outlined(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
-    """The image with the salient region (Fast-CAM >= half its peak) outlined in orange and the
-    peak marked."""
+    """The image with the salient region (the map at least half its peak) outlined in orange and
+    the peak marked."""
     height, width = image.shape[:2]
     resized = cv2.resize(saliency.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     region = (resized >= SALIENT_LEVEL * resized.max()).astype(np.uint8)
@@ -130,7 +130,9 @@ def write_html(analysis: ConceptAnalysis, out: Path, grids: list[Path]) -> Path:
     name = html.escape(analysis.target_name)
     table = analysis.strength.round(3).rename_axis("texture").to_html(classes="scores", border=0)
     pictures = "".join(f"<img src='{html.escape(p.relative_to(out).as_posix())}' loading='lazy'>" for p in grids)
-    page = _PAGE.format(name=name, table=table, pictures=pictures, lots=analysis.data["lot"].nunique(),
+    saliency = {"fastcam": "Fast-CAM map", "raise": f"Fast-CAM map gated by what raises {name}",
+                "lower": f"Fast-CAM map gated by what lowers {name}"}[analysis.saliency]
+    page = _PAGE.format(name=name, table=table, pictures=pictures, lots=analysis.data["lot"].nunique(), saliency=saliency,
                         images=len(analysis.data), textures=len(analysis.textures), classes=len(analysis.classes))
     path = out / "report.html"
     path.write_text(page, encoding="utf-8", errors="surrogateescape")
@@ -146,7 +148,7 @@ img {{ max-width: 100%; margin: 4px; }}
 </style></head><body>
 <h1>Which textures go with {name}?</h1>
 <p>{images} images in {lots} lots, against {textures} texture images of {classes} classes. For each image the
-features of every stage are read at its Fast-CAM peak and compared with the textures' (eq. 1); per lot, the
+features of every stage are read at the peak of its {saliency} and compared with the textures' (eq. 1); per lot, the
 distances are averaged over the lot's images and the k nearest textures of each class (eq. 2) and divided by
 the lot's mean over the classes (eq. 3: the relevance r).</p>
 <p><b>Convention.</b> r is a distance, so the paper's eq. 4 (the cosine similarity over lots of the centred r and
@@ -157,7 +159,7 @@ negative when they look less like it. <i>combined</i> uses r averaged over the s
 <h2>Affinity per texture</h2><img src="texture_strength.png">
 <h2>Relevance per lot</h2><img src="lot_relevance.png">
 <h2>Nearest textures at the salient point</h2>
-<p>The strongest and weakest lots' first images: the salient region (Fast-CAM at least half its peak) outlined,
+<p>The strongest and weakest lots' first images: the salient region (at least half the map's peak) outlined,
 the peak marked, and per stage the nearest textures with their distance.</p>
 {pictures}
 </body></html>

@@ -130,3 +130,28 @@ def test_bad_texture_folders_are_refused_by_name(regress_run, textures, tmp_path
     assert f"--textures {single} has one class (dotted)" in capsys.readouterr().err
     assert _concepts([*common, "--textures", str(textures), "--target-column", "strength"])[0] == 2
     assert "has no column 'strength' to regress" in capsys.readouterr().err
+
+
+def test_saliency_raise_reads_the_features_at_the_peak_of_gated_fastcam(regress_run, textures, tmp_path):
+    """Break tried: --saliency ignored (the plain Fast-CAM peak used, and its cache reused)."""
+    from datasets.pipeline import for_model, load_example, stack_inputs
+    from explain.fastcam import fastcam_gradcam
+    from explain.loading import load_model
+    from explain.targets import ScalarTarget
+
+    run_dir, _ = regress_run
+    args = ["--model", str(run_dir), "--data", str(run_dir / "split.csv"), "--group-column", "group",
+            "--textures", str(textures), "--out", str(tmp_path), "--k", "2", "--grids", "0"]
+    assert _concepts(args)[0] == 0
+    code, printed = _concepts([*args, "--saliency", "raise"])
+    assert code == 0 and "Reusing" not in printed
+    assert "gated by what raises cps" in (tmp_path / "report.html").read_text()
+    points = pd.read_csv(tmp_path / "salient_points.csv").head(4)
+    loaded = load_model(run_dir)
+    batch = stack_inputs([load_example(p, np.full(4, np.nan, np.float32), loaded.spec) for p in points["file"]],
+                         loaded.spec)
+    maps = fastcam_gradcam(loaded.model, for_model(batch), ScalarTarget(1.0))["whole"]
+    side = maps.shape[1]
+    y, x = np.divmod(maps.reshape(len(points), -1).argmax(1), side)
+    np.testing.assert_allclose(points["peak_x"], (x + 0.5) / side, atol=1e-4)
+    np.testing.assert_allclose(points["peak_y"], (y + 0.5) / side, atol=1e-4)
