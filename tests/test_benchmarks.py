@@ -30,6 +30,8 @@ BENCHMARKS = {
                          {"tiled_over_forward", "seconds", "tiles"}),
     "visualize_speed.py": (["--repeats", "1", "--size", "32", "--batch", "2", "--steps", "2", "--encoder-width", "8"],
                            {"am_step_over_forward_backward", "forward_backward_seconds", "am_step_seconds"}),
+    "sem_ceiling.py": (["--images", "30", "--lots", "10", "--size", "48"],
+                       {"ceiling_r2", "ceiling_r2_lot_means", "images", "lots"}),
     "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],
                           {"val_map50_keras_hub", "val_map50_paper_prior"}),
     "detector_quality.py": (["--held-out", "4", "--size", "96", "--detector-flags", TINY_DETECTOR,

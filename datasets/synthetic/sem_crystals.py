@@ -95,11 +95,12 @@ def _crystal_centres(rng: np.random.Generator, size: int, radius: float) -> np.n
 
 
 def _pits(rng: np.random.Generator, canvas: np.ndarray, crystals: np.ndarray, count: int) -> np.ndarray:
-    """Small dark round pits on crystal faces; returns their mask."""
+    """Small dark round pits on crystal faces (radius about a 48th of the side); returns their mask."""
+    size = canvas.shape[0]
     mask = np.zeros(canvas.shape, np.uint8)
     ys, xs = np.nonzero(crystals)
     for i in rng.choice(len(xs), size=min(count, len(xs)), replace=False) if len(xs) else ():
-        cv2.circle(mask, (int(xs[i]), int(ys[i])), int(rng.integers(1, 3)), 1, -1)
+        cv2.circle(mask, (int(xs[i]), int(ys[i])), max(1, int(round(size / 48 * rng.uniform(0.75, 1.5)))), 1, -1)
     pits = mask.astype(bool) & crystals
     canvas[pits] = PIT
     return pits
@@ -117,7 +118,7 @@ def _cracks(rng: np.random.Generator, canvas: np.ndarray, crystals: np.ndarray, 
         for _ in range(3):
             angle += rng.normal(0, 0.3)
             points.append(points[-1] + length / 3 * np.array([np.cos(angle), np.sin(angle)]))
-        cv2.polylines(mask, [np.round(points).astype(np.int32)], False, 1, 1)
+        cv2.polylines(mask, [np.round(points).astype(np.int32)], False, 1, max(1, round(size / 64)))
     cracks = mask.astype(bool) & crystals
     canvas[cracks] = CRACK
     return cracks
