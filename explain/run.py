@@ -4,7 +4,9 @@ segmentation run, on whole seismic sections: ``--sections``, see :mod:`explain.s
 Writes, per image and method, an overlay PNG at the image's own resolution and the raw map
 (``.npy``, model resolution); ``explanations.csv`` with the prediction and, per method, the
 map's peak and entropy; and ``gallery.html`` with each class's true positives, false
-positives and false negatives. Images stream through in batches, so memory stays flat in
+positives and false negatives. A regression run (``--task regress``) is explained by the sign
+of its output (``--target raise`` or ``lower``); its table holds the predicted and true values
+and its gallery runs from the highest prediction to the lowest. Images stream through in batches, so memory stays flat in
 the number of images. See ``--help``.
 """
 
@@ -169,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser, "layer to explain for CAM methods (default features; SedNet: each input's "
                                 "branch layer)", model_required=False)
     parser.add_argument("--images",
-                        help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box])")
+                        help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box]; for a "
+                             "regression run, the run's target column gives each image's true value)")
     parser.add_argument("--sections", nargs="+",
                         help="segmentation runs: seismic section file(s) (.sgy/.segy, .npy, .png, .tif), explained "
                              "whole: each of the run's patches explains the salt it predicts (Seg-Grad-CAM), the "
