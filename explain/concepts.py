@@ -114,21 +114,30 @@ def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFA
             gated = fastcam_gradcam(model, for_model(batch), ScalarTarget(SALIENCY[saliency]), layer=layer)
             maps = gated if isinstance(gated, dict) else {first: gated}
         peak_map = maps[first]
-        side = peak_map.shape[1]
-        flat = peak_map.reshape(len(chunk), -1).argmax(1)
-        y, x = np.divmod(flat, side)
+        at_peak, chunk_peaks = _at_peaks(peak_map, activations, stages)
         paths += [row.path for row, _ in chunk]
-        peaks.append(np.stack([(x + 0.5) / side, (y + 0.5) / side], axis=1))
-        saliency_maps.append(peak_map)
+        peaks.append(chunk_peaks)
+        saliency_maps.append(peak_map.astype(np.float16))  # kept for the grids' outlines only
         for stage in stages:
-            values = activations[stage]
-            rows_at, cols_at = ((coordinate * values.shape[axis] // side).astype(int)
-                                for coordinate, axis in ((y, 1), (x, 2)))
-            vectors[stage].append(values[np.arange(len(chunk)), rows_at, cols_at])
+            vectors[stage].append(at_peak[stage])
     if not paths:
         raise DataError(f"None of the {len(table)} {title} could be read; see bad_files.csv.")
     return SalientFeatures(paths, np.concatenate(peaks), np.concatenate(saliency_maps),
                            {stage: np.concatenate(v) for stage, v in vectors.items()})
+
+
+def _at_peaks(maps: np.ndarray, activations: dict[str, np.ndarray], stages: list[str]
+              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each stage's activation vector at each map's peak (mapped to the stage's grid), and the
+    peaks as (x, y) fractions of the side."""
+    count, side = len(maps), maps.shape[1]
+    y, x = np.divmod(maps.reshape(count, -1).argmax(1), side)
+    vectors = {}
+    for stage in stages:
+        values = activations[stage]
+        rows, cols = (y * values.shape[1] // side, x * values.shape[2] // side)
+        vectors[stage] = values[np.arange(count), rows, cols]
+    return vectors, np.stack([(x + 0.5) / side, (y + 0.5) / side], axis=1)
 
 
 def cache_key(model_path: Path, table: pd.DataFrame, layer: str, saliency: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from datasets.synthetic import write_dataset
 from datasets.synthetic.textures import CLASSES, generate
-from explain.concepts import affinity, class_distances, lot_relevance
+from explain.concepts import _at_peaks, affinity, class_distances, lot_relevance
 from explain.concepts import main as concepts
 
 
@@ -41,6 +41,17 @@ def test_relevance_divides_by_the_lots_mean_and_affinity_is_minus_the_centred_co
     result = affinity(table["relevance"], target)
     assert result["near_strong"] == pytest.approx(1.0) and result["far_strong"] == pytest.approx(-1.0)
     assert np.isnan(result["flat"])
+
+
+def test_the_vector_at_the_peak_is_read_from_the_stage_cell_that_covers_it():
+    """A 16 px map peaking at (x 13, y 2) falls in cell (row 0, col 3) of a 4x4 stage and in
+    (row 1, col 6) of an 8x8 one. Break tried: rows and columns swapped."""
+    maps = np.zeros((1, 16, 16), np.float32)
+    maps[0, 2, 13] = 1
+    grid = lambda side: (np.arange(side)[:, None] * 100 + np.arange(side)[None, :])[None, ..., None].astype(float)
+    vectors, peaks = _at_peaks(maps, {"coarse": grid(4), "fine": grid(8)}, ["coarse", "fine"])
+    assert vectors["coarse"][0, 0] == 3 and vectors["fine"][0, 0] == 106
+    np.testing.assert_allclose(peaks, [[13.5 / 16, 2.5 / 16]])
 
 
 def test_every_texture_class_is_drawn_and_seeded():
