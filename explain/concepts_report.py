@@ -22,6 +22,7 @@ def write_report(analysis: ConceptAnalysis, out: Path, grids: int) -> Path:
     write_tables(analysis, out)
     strength_chart(analysis).savefig(out / "texture_strength.png", dpi=110)
     lot_chart(analysis).savefig(out / "lot_relevance.png", dpi=110)
+    lot_grid(analysis, grids).savefig(out / "lot_textures.png", dpi=100)
     grid_paths = [_write_grid(analysis, i, out / "neighbours") for i in grid_images(analysis, grids)]
     return write_html(analysis, out, grid_paths)
 
@@ -73,6 +74,26 @@ def lot_chart(analysis: ConceptAnalysis) -> Figure:
     axes.set_yticks(range(len(relevance)), [f"{lot} ({value:.3g})" for lot, value in targets.items()], fontsize=6)
     axes.set(title=f"Relevance r (lower: closer), lots by {analysis.target_name}")
     figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.tight_layout()
+    return figure
+
+
+def lot_grid(analysis: ConceptAnalysis, count: int, classes: int = 5) -> Figure:
+    """Figure 4: for the strongest and weakest lots, an image of the lot and its ``classes``
+    closest texture classes (lowest relevance, stages combined), each shown by its first image."""
+    relevance = analysis.per_lot["combined"]["relevance"]
+    examples = analysis.textures.groupby("label")["path"].first()
+    shown = analysis.data.iloc[grid_images(analysis, max(count, 2))]
+    figure = Figure(figsize=(1.3 * (classes + 1), 1.5 * len(shown)))
+    axes = figure.subplots(len(shown), classes + 1, squeeze=False)
+    for row_axes, (_, row) in zip(axes, shown.iterrows()):
+        for ax in row_axes:
+            ax.set_axis_off()
+        row_axes[0].imshow(read_image(row["path"]))
+        row_axes[0].set_title(f"{row['lot']}\n{analysis.target_name} {row['target']:.3g}", fontsize=7)
+        for ax, (name, value) in zip(row_axes[1:], relevance.loc[row["lot"]].nsmallest(classes).items()):
+            ax.imshow(read_image(examples[name]))
+            ax.set_title(f"{name} r={value:.3f}", fontsize=6)
     figure.tight_layout()
     return figure
 
@@ -158,6 +179,7 @@ negative when they look less like it. <i>combined</i> uses r averaged over the s
 {table}
 <h2>Affinity per texture</h2><img src="texture_strength.png">
 <h2>Relevance per lot</h2><img src="lot_relevance.png">
+<p>The strongest and weakest lots with their closest texture classes (lowest r):</p><img src="lot_textures.png">
 <h2>Nearest textures at the salient point</h2>
 <p>The strongest and weakest lots' first images: the salient region (at least half the map's peak) outlined,
 the peak marked, and per stage the nearest textures with their distance.</p>

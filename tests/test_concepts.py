@@ -102,7 +102,8 @@ def test_the_report_holds_every_table_chart_and_grid(concept_report, regress_run
     assert neighbours.groupby(["file", "stage"])["rank"].max().eq(2).all()
     assert len(list((out / "neighbours").glob("*.png"))) == 2
     page = (out / "report.html").read_text()
-    assert "affinity" in page and "texture_strength.png" in page and (out / "lot_relevance.png").is_file()
+    assert "affinity" in page and "texture_strength.png" in page and "lot_textures.png" in page
+    assert (out / "lot_relevance.png").is_file() and (out / "lot_textures.png").is_file()
     assert "note: 1 lot(s) have a single image (lot_single)" in printed
 
 
