@@ -120,7 +120,7 @@ def loaded_model(run: LoadedRun) -> LoadedModel:
     classes = int(run.model.outputs[0].shape[-1])
     names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
     regression = run.config.get("task") == "regress" or run.model.layers[-1].name == "target_units"
-    target_name = run.config.get("target_column") or "value" if regression else None
+    target_name = (run.config.get("target_column") or "value") if regression else None
     return LoadedModel(run.model, names, input_spec(run.model), target_name)
 
 
