@@ -28,8 +28,8 @@ the affinity of ``r`` averaged over the stages.
 Grad-CAM of what raises (or lowers) the prediction instead: where the evidence for a strong
 (or a weak) material is, rather than where the network responds at all.
 
-Activations are cached under ``OUT/cache`` keyed by the model file, the stages and each
-image's path, size and modification time, so a second report on the same data is quick.
+Activations are cached under ``OUT/cache`` keyed by the model file, the layer, the saliency and
+each image's path, size and modification time, so a second report on the same data is quick.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from sklearn.neighbors import NearestNeighbors
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.tables import DataError, read_listed, scan_class_folders, write_bad_files
+from datasets.targets import group_labels, read_targets, resolve_group_column, single_image_note
 from explain import DEFAULT_LAYER, LayerError
 from explain.loading import ExplainError, LoadedModel, load_model
 from explain.targets import ScalarTarget
@@ -244,15 +245,17 @@ def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.Dat
         per_lot[stage] = lot_relevance(distances, lots, classes)
         strength[stage] = affinity(per_lot[stage]["relevance"], lot_target)
         nearest, index = nearest_textures(vectors, texture_features.stages[stage], k, metric)
-        for i, path in enumerate(data["path"]):
-            neighbours += [{"file": path, "stage": stage, "rank": rank + 1, "texture": textures["path"].iloc[j],
-                            "texture_class": labels[j], "distance": float(d)}
-                           for rank, (d, j) in enumerate(zip(nearest[i], index[i]))]
+        count, found = index.shape
+        neighbours.append(pd.DataFrame({
+            "file": np.repeat(data["path"].to_numpy(), found), "stage": stage,
+            "rank": np.tile(np.arange(1, found + 1), count), "texture": textures["path"].to_numpy()[index.ravel()],
+            "texture_class": labels[index.ravel()], "distance": nearest.ravel()}))
     combined = sum(table["relevance"] for table in per_lot.values()) / len(per_lot)
     per_lot["combined"] = pd.concat({"relevance": combined}, axis=1)
     strength["combined"] = affinity(combined, lot_target)
     return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot,
-                           pd.DataFrame(strength).sort_values("combined", ascending=False), pd.DataFrame(neighbours),
+                           pd.DataFrame(strength).sort_values("combined", ascending=False),
+                           pd.concat(neighbours, ignore_index=True),
                            target_name, saliency)
 
 
@@ -261,24 +264,18 @@ def read_data(path: str, target_column: str, group_column: str) -> pd.DataFrame:
     ``problem``); lots of one image are named on the console.
 
     Raises:
-        DataError: see :func:`training.tasks.regress.read_targets`; fewer than three lots.
+        DataError: see :func:`datasets.targets.read_targets`; fewer than three lots.
     """
-    from training.tasks.regress import read_targets, resolve_group_column
-
     table = read_targets(Path(path), target_column)
     column = resolve_group_column(table, group_column)
-    lots = table[column].astype(str) if column else pd.Series(table.index.astype(str), index=table.index)
-    table = table.assign(lot=lots.to_numpy())
+    table = table.assign(lot=group_labels(table, column).to_numpy())
     usable = table[table["problem"].isna()]
     if usable["lot"].nunique() < 3:
         raise DataError(f"{path}: {usable['lot'].nunique()} lot(s) with a {target_column}; relating textures to "
                         f"{target_column} needs at least three (pass --group-column none to treat each image as one).")
-    sizes = usable["lot"].value_counts()
-    single = sorted(sizes.index[sizes == 1])
-    if single and column:
-        print(f"note: {len(single)} lot(s) have a single image ({', '.join(single[:5])}"
-              f"{', ...' if len(single) > 5 else ''}); their class-averaged distances rest on that image alone.",
-              flush=True)
+    note = single_image_note(usable["lot"], "lot", "their class-averaged distances rest on that image alone")
+    if note and column:
+        print(note, flush=True)
     return table
 
 

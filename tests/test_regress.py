@@ -18,7 +18,8 @@ from datasets.images import read_image
 from datasets.pipeline import InputSpec, make_dataset
 from datasets.synthetic import write_dataset
 from datasets.tables import DataError
-from training.tasks.regress import group_split, read_targets, regression_scores
+from datasets.targets import read_targets
+from training.tasks.regress import group_split, regression_scores
 
 
 def test_cps_follows_pitting_and_cracks_only_and_lots_share_it(sem_lots):
@@ -52,7 +53,7 @@ def test_a_missing_target_column_is_named_with_the_columns_there(sem_lots, tmp_p
         read_targets(sem_lots, "strength")
     folder = tmp_path / "images"
     folder.mkdir()
-    with pytest.raises(DataError, match="--task regress reads a CSV manifest"):
+    with pytest.raises(DataError, match="is not a CSV manifest; pass one with the columns path,cps"):
         read_targets(folder, "cps")
 
 

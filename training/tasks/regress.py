@@ -27,7 +27,8 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from datasets.pipeline import InputSpec, load_example, make_dataset, stack_inputs
-from datasets.tables import SPLITS, DataError, check_images, list_images, write_bad_files, write_csv
+from datasets.tables import SPLITS, DataError, check_images, write_bad_files, write_csv
+from datasets.targets import group_labels, read_targets, resolve_group_column, single_image_note
 from models import MODELS, build_model, model_names
 from training import callbacks as tb
 from training.tasks import Task, global_batch, register_task
@@ -72,46 +73,6 @@ class RegressionData:
                             drop_remainder=replicas > 1)
 
 
-def read_targets(source: Path, target_column: str) -> pd.DataFrame:
-    """The manifest's rows with a numeric ``target`` column; a row whose target is empty or not
-    a number gets that reason, with its line, in the ``problem`` column.
-
-    Raises:
-        DataError: not a CSV, no such column, or no row with a number in it.
-    """
-    if not (source.is_file() and source.suffix.lower() == ".csv"):
-        raise DataError(f"--task regress reads a CSV manifest (path,{target_column}[,lot]); {source} is not one.")
-    table = list_images(source)
-    if target_column not in table.columns:
-        raise DataError(f"Manifest {source} has no column {target_column!r} to regress; it has "
-                        f"{[c for c in table.columns if c not in ('line', 'problem')]}. Pass --target-column.")
-    target = pd.to_numeric(table[target_column], errors="coerce")
-    bad = target.isna() & table["problem"].isna()
-    table.loc[bad, "problem"] = [f"{line}: no {target_column}" if pd.isna(value) else
-                                 f"{line}: {target_column}={value!r} is not a number"
-                                 for line, value in zip(table.loc[bad, "line"], table.loc[bad, target_column])]
-    if target.isna().all():
-        raise DataError(f"No row of {source} has a number in its {target_column!r} column (e.g. "
-                        f"{table.loc[bad, 'line'].iloc[0] if bad.any() else 'every line'}).")
-    return table.assign(target=target)
-
-
-def resolve_group_column(table: pd.DataFrame, name: str) -> str | None:
-    """``--group-column``: ``auto`` takes ``lot`` when the manifest has it, ``none`` splits by image.
-
-    Raises:
-        DataError: a named column the manifest lacks.
-    """
-    if name == "none":
-        return None
-    if name == "auto":
-        return "lot" if "lot" in table.columns else None
-    if name not in table.columns:
-        raise DataError(f"The manifest has no group column {name!r}; pass --group-column auto, none or one of "
-                        f"{[c for c in table.columns if c not in ('line', 'problem')]}.")
-    return name
-
-
 def group_split(table: pd.DataFrame, groups: pd.Series, fractions: tuple[float, float, float],
                 seed: int) -> pd.DataFrame:
     """Adds a ``split`` column drawn by group (a manifest's own split column wins): the
@@ -140,7 +101,8 @@ def prepare_regression_data(source: Path, config: TrainConfig, run_dir: Path) ->
     """Reads the targets, checks every image, splits by group and writes split.csv and bad_files.csv.
 
     Raises:
-        DataError: see :func:`read_targets` and :func:`group_split`; or a split without an image.
+        DataError: see :func:`datasets.targets.read_targets` and :func:`group_split`; or a split
+            without an image.
     """
     entry = MODELS[config.model]
     table = read_targets(source, config.target_column)
@@ -148,7 +110,7 @@ def prepare_regression_data(source: Path, config: TrainConfig, run_dir: Path) ->
     checked = check_images(table, entry.min_input_size)
     print(write_bad_files(checked.bad_files, run_dir / "bad_files.csv"), flush=True)
     table = checked.table
-    groups = table[group_column].astype(str) if group_column else pd.Series(table.index.astype(str))
+    groups = group_labels(table, group_column)
     table = group_split(table.assign(group=groups.to_numpy()), groups, config.split_fractions(), config.seed)
     missing = [s for s in SPLITS if not (table["split"] == s).any()]
     if missing:
@@ -173,11 +135,9 @@ def _report_groups(table: pd.DataFrame, group_column: str | None) -> None:
         return
     per_split = table.groupby("split")["group"].nunique().reindex(list(SPLITS)).to_dict()
     print(f"Split by {group_column!r}: groups per split {per_split}", flush=True)
-    sizes = table["group"].value_counts()
-    single = sorted(sizes.index[sizes == 1])
-    if single:
-        print(f"note: {len(single)} group(s) have a single image ({', '.join(single[:5])}"
-              f"{', ...' if len(single) > 5 else ''}); their group mean is that one prediction.", flush=True)
+    note = single_image_note(table["group"], "group", "their group mean is that one prediction")
+    if note:
+        print(note, flush=True)
 
 
 def regression_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
