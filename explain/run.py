@@ -6,8 +6,8 @@ Writes, per image and method, an overlay PNG at the image's own resolution and t
 map's peak and entropy; and ``gallery.html`` with each class's true positives, false
 positives and false negatives. A regression run (``--task regress``) is explained by the sign
 of its output (``--target raise`` or ``lower``); its table holds the predicted and true values
-and its gallery runs from the highest prediction to the lowest. Images stream through in batches, so memory stays flat in
-the number of images. See ``--help``.
+and its gallery runs from the highest prediction to the lowest. Images stream through in
+batches, so memory stays flat in the number of images. See ``--help``.
 """
 
 from __future__ import annotations
