@@ -55,9 +55,11 @@ def test_the_vector_at_the_peak_is_read_from_the_stage_cell_that_covers_it():
 
 
 def test_every_texture_class_is_drawn_and_seeded():
+    """Every class shows a pattern, not just the sensor noise (std 3): its spread is over twice
+    that. Break tried: a drawer that returns an empty canvas."""
     for name in CLASSES:
         first, again = (generate(np.random.default_rng(3), name, 48) for _ in range(2))
-        assert first.shape == (48, 48, 3) and first.dtype == np.uint8 and first.std() > 2, name
+        assert first.shape == (48, 48, 3) and first.dtype == np.uint8 and first.std() > 6, name
         np.testing.assert_array_equal(first, again)
 
 
