@@ -36,6 +36,8 @@ from explain.targets import ScalarTarget
 from explain.tiled import explain_tiled, write_tiled
 from explain.two_stage import DEFAULT_MIN_SCORE, run_two_stage, write_two_stage_outputs
 
+TRUE_VALUE = "true_value"  # a regressor's target column, renamed while its rows are read
+
 
 def parse_target(target: str, loaded: LoadedModel) -> str | int | float:
     """``--target`` as a class choice (pred, label, an index) or, for a regressor, a sign (+1 raise, -1 lower)."""
@@ -85,6 +87,8 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
 
     names, model = loaded.spec.input_names, loaded.model
     describe = _describe_regression if loaded.target_name else _describe_classes
+    if loaded.target_name:  # under a fixed name: itertuples renames columns that are not identifiers
+        table = table.rename(columns={loaded.target_name: TRUE_VALUE})
     rows, bad = [], []
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for chunk in _batches(table, batch_size):
@@ -123,7 +127,7 @@ def _describe_regression(loaded: LoadedModel, values: np.ndarray, rows: list, si
     """The signed output explained and each image's record: the true value where the manifest
     has the model's target column, and the prediction."""
     name = loaded.target_name
-    truths = pd.to_numeric(pd.Series([getattr(row, name, None) for row in rows], dtype=object), errors="coerce")
+    truths = pd.to_numeric(pd.Series([getattr(row, TRUE_VALUE, None) for row in rows], dtype=object), errors="coerce")
     records = [{"file": row.path, f"true_{name}": None if pd.isna(truth) else float(truth),
                 f"predicted_{name}": float(value), "target": "raise" if sign > 0 else "lower"}
                for row, truth, value in zip(rows, truths, values.reshape(len(rows), -1)[:, 0])]

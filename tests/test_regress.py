@@ -17,7 +17,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from datasets.images import read_image
 from datasets.pipeline import InputSpec, make_dataset
 from datasets.synthetic import write_dataset
-from datasets.tables import DataError
+from datasets.tables import DataError, list_images
 from datasets.targets import read_targets
 from training.tasks.regress import group_split, regression_scores
 
@@ -180,3 +180,22 @@ def test_explain_run_refuses_a_class_target_and_tiles_for_a_regressor(regress_ru
     assert "--target 'lot_001': this model regresses cps; use raise" in capsys.readouterr().err
     assert explain(["--model", str(run_dir), "--images", images, "--tile", "32", "--out", str(tmp_path)]) == 2
     assert "--tile classifies every tile" in capsys.readouterr().err
+
+
+def test_explain_reads_the_true_values_of_a_target_column_that_is_no_identifier(regress_run, tmp_path):
+    """A column such as ``CPS (MPa)`` is renamed by ``itertuples``. Break tried: the row read by the
+    column's own name (the true values then come out empty)."""
+    import dataclasses
+
+    from explain.loading import load_model
+    from explain.run import explain_images
+
+    run_dir, _ = regress_run
+    loaded = dataclasses.replace(load_model(run_dir), target_name="CPS (MPa)")
+    manifest = tmp_path / "units.csv"
+    pd.read_csv(run_dir / "split.csv").head(4).rename(columns={"cps": "CPS (MPa)"}).to_csv(manifest, index=False)
+    table = list_images(manifest)
+    with contextlib.redirect_stdout(io.StringIO()):
+        explanations, bad = explain_images(loaded, table, ["gradcam"], tmp_path / "out", target=1.0)
+    assert not bad
+    np.testing.assert_allclose(explanations["true_CPS (MPa)"], table["CPS (MPa)"].astype(float))
