@@ -318,9 +318,12 @@ def two_stage_main(args: argparse.Namespace, classifier_path: str) -> int:
             raise ExplainError(f"The two-stage pipeline takes one --methods entry and --min-score in [0, 1]; "
                                f"got {methods} and {args.min_score}.")
         table = list_images(args.images)
-        detector = load_detector(args.detector)
         classifier = load_model(classifier_path, args.unsafe)
+        if classifier.target_name:
+            raise ExplainError(f"--classifier {classifier_path} regresses {classifier.target_name}; the two-stage "
+                               "pipeline names the shear sense of each detection, so pass a --task classify run.")
         require_layer(classifier.model, methods, args.layer)
+        detector = load_detector(args.detector)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"Detecting and classifying in {len(table)} image(s), explaining with {methods[0]} ...", flush=True)

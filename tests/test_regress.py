@@ -171,7 +171,7 @@ def test_explain_run_explains_what_lowers_a_prediction_with_the_opposite_sign(ex
     assert (pd.read_csv(outs["lower"] / "explanations.csv")["target"] == "lower").all()
 
 
-def test_explain_run_refuses_a_class_target_and_tiles_for_a_regressor(regress_run, tmp_path, capsys):
+def test_explain_run_refuses_a_class_target_tiles_and_the_two_stage_pipeline_for_a_regressor(regress_run, tmp_path, capsys):
     from explain.run import main as explain
 
     run_dir, _ = regress_run
@@ -180,6 +180,9 @@ def test_explain_run_refuses_a_class_target_and_tiles_for_a_regressor(regress_ru
     assert "--target 'lot_001': this model regresses cps; use raise" in capsys.readouterr().err
     assert explain(["--model", str(run_dir), "--images", images, "--tile", "32", "--out", str(tmp_path)]) == 2
     assert "--tile classifies every tile" in capsys.readouterr().err
+    assert explain(["--detector", str(tmp_path / "no_detector"), "--classifier", str(run_dir), "--images", images,
+                    "--out", str(tmp_path)]) == 2
+    assert "regresses cps; the two-stage pipeline names the shear sense" in capsys.readouterr().err
 
 
 def test_explain_reads_the_true_values_of_a_target_column_that_is_no_identifier(regress_run, tmp_path):
