@@ -335,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ExplainError(f"--k and --batch-size must be >= 1 and --grids >= 0; got {args.k}, {args.batch_size}, "
                                f"{args.grids}.")
         loaded = load_model(args.model, args.unsafe)
+        if args.saliency != "fastcam" and not loaded.target_name:
+            raise ExplainError(f"--saliency {args.saliency} gates Fast-CAM by what {args.saliency}s a regressor's "
+                               f"output; {args.model} is a classifier, so pass --saliency fastcam.")
         target_column = args.target_column or loaded.target_name or "cps"
         textures = read_textures(args.textures)
         data = read_data(args.data, target_column, args.group_column)

@@ -169,3 +169,15 @@ def test_saliency_raise_reads_the_features_at_the_peak_of_gated_fastcam(regress_
     y, x = np.divmod(maps.reshape(len(points), -1).argmax(1), side)
     np.testing.assert_allclose(points["peak_x"], (x + 0.5) / side, atol=1e-4)
     np.testing.assert_allclose(points["peak_y"], (y + 0.5) / side, atol=1e-4)
+
+
+def test_a_classifier_is_refused_a_saliency_gated_by_a_regression_sign(regress_run, textures, tmp_path, capsys):
+    from models import build_model
+
+    classifier = tmp_path / "classifier.keras"
+    build_model("sednet", 2, (32, 32, 3), weights="none", local_size=16).save(classifier)
+    run_dir, _ = regress_run
+    code, _ = _concepts(["--model", str(classifier), "--data", str(run_dir / "split.csv"), "--textures",
+                         str(textures), "--out", str(tmp_path / "out"), "--saliency", "lower"])
+    assert code == 2
+    assert f"{classifier} is a classifier, so pass --saliency fastcam" in capsys.readouterr().err
