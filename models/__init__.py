@@ -84,6 +84,58 @@ def parse_weights(weights: str | os.PathLike | None) -> str | None:
     return str(Path(weights).expanduser())
 
 
+def trained_model_file(weights: str | os.PathLike | None) -> Path | None:
+    """The ``.keras`` file when ``weights`` names a trained run (its folder or its ``model.keras``), else None.
+
+    Raises:
+        WeightsError: a folder that holds no ``model.keras``.
+    """
+    if weights is None or str(weights).lower() in ("none", "imagenet", "default", ""):
+        return None
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        if not (path / "model.keras").is_file():
+            raise WeightsError(f"--weights {path} is a folder without model.keras; pass a training run's folder, "
+                               "a .keras or .weights.h5 file, imagenet or none.")
+        return path / "model.keras"
+    return path if path.suffix == ".keras" and path.is_file() else None
+
+
+def start_from(model: keras.Model, trained: Path) -> list[str]:
+    """Copies into ``model`` the weights of every same-named layer of the model saved in ``trained``.
+
+    A run can so start from a run of another task or head: a CPS regressor from a texture
+    classifier, as the SEM-strength study's ResNet-50 starts from ImageNet, or a classifier
+    with other classes. Only ``model``'s output layer (its last layer with weights) may be
+    missing there or differ in shape; it keeps its fresh initialisation.
+
+    Returns:
+        The names of the layers left as initialised (the output layer, or none).
+
+    Raises:
+        WeightsError: ``trained`` is not a loadable Keras model, or a layer other than the output
+            is missing from it or has weights of other shapes (another network or width).
+    """
+    try:
+        source = keras.saving.load_model(trained, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises ValueError, TypeError or OSError for a file it cannot read
+        raise WeightsError(f"--weights {trained}: not a Keras model file this version can load ({err}).") from err
+    theirs = {layer.name: layer for layer in source.layers}
+    weighted = [layer for layer in model.layers if layer.weights]
+    fresh, unfit = [], []
+    for layer in weighted:
+        other = theirs.get(layer.name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+        else:
+            (fresh if layer is weighted[-1] else unfit).append(layer.name)
+    if unfit:
+        raise WeightsError(f"--weights {trained}: its model {source.name!r} lacks, or has other shapes for, the "
+                           f"layers {unfit[:4]}{' ...' if len(unfit) > 4 else ''} of {model.name!r}; start from a "
+                           "run of the same network, width and input channels.")
+    return fresh
+
+
 def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights="default",
                 **options) -> keras.Model:
     """Builds a registered model.
@@ -112,4 +164,5 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
     return entry.builder(num_classes=num_classes, input_shape=tuple(input_shape), weights=weights, **options)
 
 
-__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "model_names", "parse_weights", "register", "unfreeze_top"]
+__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "model_names", "parse_weights",
+           "register", "start_from", "trained_model_file", "unfreeze_top"]

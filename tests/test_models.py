@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import models
-from models import MODELS, WeightsError, build_model, model_names, unfreeze_top
+from models import MODELS, WeightsError, build_model, model_names, start_from, trained_model_file, unfreeze_top
 
 
 def _inputs(name, batch=2, size=32):
@@ -61,6 +61,44 @@ def test_a_local_sednet_weights_file_loads(tmp_path):
     again = _build("sednet", weights=str(path))
     np.testing.assert_allclose(again.predict(_inputs("sednet"), verbose=0),
                                model.predict(_inputs("sednet"), verbose=0), rtol=1e-5)
+
+
+def _randomised(model: keras.Model, seed: int = 1) -> keras.Model:
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def test_a_regressor_starts_from_a_classifier_run_with_all_but_its_output_layer(tmp_path):
+    """Break tried: the weights of matching layers not copied (only the fresh output checked)."""
+    run = tmp_path / "textures"
+    run.mkdir()
+    classifier = _randomised(_build("sednet"))
+    classifier.save(run / "model.keras")
+    regressor = build_model("sednet", 1, (32, 32, 3), weights=None, local_size=16)
+    fresh_logits = regressor.get_layer("logits").get_weights()
+    assert start_from(regressor, trained_model_file(run)) == ["logits"]
+    for layer in regressor.layers:
+        if layer.weights and layer.name != "logits":
+            for mine, theirs in zip(layer.get_weights(), classifier.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+    for mine, fresh in zip(regressor.get_layer("logits").get_weights(), fresh_logits):
+        np.testing.assert_array_equal(mine, fresh)
+
+
+def test_starting_from_a_run_of_another_network_or_no_run_is_refused_by_name(tmp_path):
+    other = tmp_path / "wider.keras"
+    _build("sednet", widths=(16, 32, 48)).save(other)
+    with pytest.raises(WeightsError, match=r"wider.keras: its model 'sednet' lacks, or has other shapes for, the "
+                                           r"layers \['local_stem_conv', 'whole_stem_conv'"):
+        start_from(_build("sednet"), other)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(WeightsError, match="empty_run is a folder without model.keras"):
+        trained_model_file(tmp_path / "empty_run")
+    (tmp_path / "notes.keras").write_text("not a model")
+    with pytest.raises(WeightsError, match="notes.keras: not a Keras model file"):
+        start_from(_build("sednet"), tmp_path / "notes.keras")
+    assert trained_model_file("none") is None and trained_model_file(tmp_path / "x.weights.h5") is None
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score
 
+from conftest import REGRESS_TINY
 from datasets.images import read_image
 from datasets.pipeline import InputSpec, make_dataset
 from datasets.synthetic import write_dataset
@@ -202,3 +203,18 @@ def test_explain_reads_the_true_values_of_a_target_column_that_is_no_identifier(
         explanations, bad = explain_images(loaded, table, ["gradcam"], tmp_path / "out", target=1.0)
     assert not bad
     np.testing.assert_allclose(explanations["true_CPS (MPa)"], table["CPS (MPa)"].astype(float))
+
+
+def test_a_regression_run_starts_from_a_classifier_run_given_as_weights(sem_lots, tmp_path):
+    """The study's regressor starts from ImageNet; here from any run of the same network."""
+    from models import build_model
+    from training.run import main
+
+    classifier = tmp_path / "textures" / "model.keras"
+    classifier.parent.mkdir()
+    build_model("sednet", 13, (32, 32, 3), weights=None, local_size=16).save(classifier)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--data", str(sem_lots), *REGRESS_TINY, "--epochs", "1", "--tb-gradcam-freq", "0",
+                     "--weights", str(classifier.parent), "--logdir", str(tmp_path), "--run-name", "from_textures"]) == 0
+    assert f"Started from {classifier}: 35 layers copied, logits initialised afresh" in out.getvalue()

@@ -85,7 +85,9 @@ class TrainConfig:
                                         "exactly (tf.config.experimental.enable_op_determinism; for the "
                                         "whole process)")
     weights: str = _option("default", "default (imagenet for backbones, none for sednet), imagenet, none, "
-                                      "or a local weights file")
+                                      "a local weights file, or a trained run (its folder or .keras file) of the "
+                                      "same network to start from: every layer but the output is copied, so a "
+                                      "regressor can start from a texture classifier")
     logdir: str = _option("tensorboard_logs", "log root; the run writes into LOGDIR/RUN_NAME")
     run_name: str = _option("", "run folder name (default: MODEL-DATA); an unfinished run of that name resumes, "
                                 "a finished one gets a -2 suffix")

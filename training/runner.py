@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets.tables import DataError
-from models import WeightsError
+from models import WeightsError, start_from, trained_model_file
 from training import callbacks as tb
 from training.config import TrainConfig
 from training.distribute import StrategyError, configure_devices, make_strategy, set_cluster, speed_switches
@@ -67,7 +67,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
         jit = _jit_in_effect(config)
         data = task.prepare_data(config, run_dir)
         with strategy.scope():
-            model = task.build_model(config, data)
+            model = build_or_start_from(task, config, data)
     multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if multiworker:
         print(f"Initial weights fingerprint: {weights_fingerprint(model)}", flush=True)
@@ -117,6 +117,20 @@ def _jit_in_effect(config: TrainConfig) -> bool:
         print("note: --jit is not applied under multiworker (XLA cannot compile its collective steps here).")
         return False
     return jit
+
+
+def build_or_start_from(task: Task, config: TrainConfig, data: TaskData) -> keras.Model:
+    """The task's model; with ``--weights`` naming a trained run, started from that run's weights
+    (all but an output layer of another shape, see :func:`models.start_from`)."""
+    trained = trained_model_file(config.weights)
+    if trained is None:
+        return task.build_model(config, data)
+    model = task.build_model(dataclasses.replace(config, weights="none"), data)
+    fresh = start_from(model, trained)
+    copied = sum(1 for layer in model.layers if layer.weights) - len(fresh)
+    print(f"Started from {trained}: {copied} layers copied"
+          + (f", {fresh[0]} initialised afresh (its shape differs there)." if fresh else "."), flush=True)
+    return model
 
 
 def weights_fingerprint(model: keras.Model) -> str:
