@@ -205,6 +205,7 @@ def test_explain_reads_the_true_values_of_a_target_column_that_is_no_identifier(
     np.testing.assert_allclose(explanations["true_CPS (MPa)"], table["CPS (MPa)"].astype(float))
 
 
+@pytest.mark.slow
 def test_a_regression_run_starts_from_a_classifier_run_given_as_weights(sem_lots, tmp_path):
     """The study's regressor starts from ImageNet; here from any run of the same network."""
     from models import build_model
