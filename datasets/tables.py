@@ -233,10 +233,16 @@ def stratified_split(table: pd.DataFrame, fractions: tuple[float, float, float] 
                         "a stratified train/val/test split needs at least 3 per class.")
     train_fraction, val_fraction, test_fraction = (f / sum(fractions) for f in fractions)
     index = table.index.to_numpy()
-    train, rest = train_test_split(index, train_size=train_fraction, random_state=seed,
-                                   stratify=table["label"])
-    val, test = train_test_split(rest, test_size=test_fraction / (val_fraction + test_fraction),
-                                 random_state=seed, stratify=table.loc[rest, "label"])
+    try:
+        train, rest = train_test_split(index, train_size=train_fraction, random_state=seed,
+                                       stratify=table["label"])
+        val, test = train_test_split(rest, test_size=test_fraction / (val_fraction + test_fraction),
+                                     random_state=seed, stratify=table.loc[rest, "label"])
+    except ValueError as err:  # scikit-learn: a part too small to hold every class
+        raise DataError(f"{len(table)} images of {len(counts)} classes (the smallest, {counts.idxmin()!r}, has "
+                        f"{counts.min()}) cannot be split train/val/test {':'.join(f'{f:g}' for f in fractions)} "
+                        f"with every class in each part ({err}). Add images to the small classes, or give the "
+                        "manifest a split column.") from err
     split = pd.Series("train", index=table.index)
     split[val], split[test] = "val", "test"
     return table.assign(split=split)

@@ -92,6 +92,7 @@ def test_unusable_files_are_listed_with_reasons(tmp_path):
     ("single_class", "single class"),
     ("too_small", "None of the 6 images can be used.*smaller than this model.s minimum of 32x32"),
     ("too_few", "needs at least 3 per class"),
+    ("too_many_classes", "39 images of 13 classes .* cannot be split train/val/test 0.6:0.2:0.2 with every class"),
 ])
 def test_data_errors_say_what_is_wrong(tmp_path, case, message):
     root = tmp_path / "data"
@@ -105,6 +106,8 @@ def test_data_errors_say_what_is_wrong(tmp_path, case, message):
         _class_folders(root, {"a": 3, "b": 3}, size=20)
     elif case == "too_few":
         _class_folders(root, {"a": 3, "b": 2})
+    elif case == "too_many_classes":  # 3 per class, but the val/test third cannot hold 13 classes twice
+        _class_folders(root, {f"class_{i:02d}": 3 for i in range(13)})
     source = tmp_path / "nowhere" if case == "missing" else root
     with pytest.raises(DataError, match=message):
         stratified_split(check_images(load_table(source), min_size=32).table)
