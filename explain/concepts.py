@@ -228,12 +228,14 @@ class ConceptAnalysis:
     neighbours: pd.DataFrame  # file, stage, rank, texture, texture_class, distance
     target_name: str
     saliency: str = "fastcam"
+    properties: pd.DataFrame | None = None  # class x (target, --properties...): the combined affinity with each
 
 
 def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.DataFrame,
             texture_features: SalientFeatures, k: int, metric: str, target_name: str,
-            saliency: str = "fastcam") -> ConceptAnalysis:
-    """Eqs. 1-4 on every stage and on their average."""
+            saliency: str = "fastcam", properties: tuple[str, ...] = ()) -> ConceptAnalysis:
+    """Eqs. 1-4 on every stage and on their average; with ``properties`` (numeric columns of
+    ``data``), eq. 4 also against each one's lot means, stages combined."""
     data = data.set_index("path").loc[data_features.paths].reset_index()
     textures = textures.set_index("path").loc[texture_features.paths].reset_index()
     labels = textures["label"].to_numpy()
@@ -253,10 +255,14 @@ def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.Dat
     combined = sum(table["relevance"] for table in per_lot.values()) / len(per_lot)
     per_lot["combined"] = pd.concat({"relevance": combined}, axis=1)
     strength["combined"] = affinity(combined, lot_target)
-    return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot,
-                           pd.DataFrame(strength).sort_values("combined", ascending=False),
-                           pd.concat(neighbours, ignore_index=True),
-                           target_name, saliency)
+    strength = pd.DataFrame(strength).sort_values("combined", ascending=False)
+    related = None
+    if properties:
+        lot_values = data.groupby("lot", sort=True)[list(properties)].mean()
+        related = pd.DataFrame({target_name: strength["combined"],
+                                **{name: affinity(combined, lot_values[name]) for name in properties}})
+    return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot, strength,
+                           pd.concat(neighbours, ignore_index=True), target_name, saliency, related)
 
 
 def read_data(path: str, target_column: str, group_column: str) -> pd.DataFrame:
@@ -277,6 +283,27 @@ def read_data(path: str, target_column: str, group_column: str) -> pd.DataFrame:
     if note and column:
         print(note, flush=True)
     return table
+
+
+def read_properties(table: pd.DataFrame, columns: list[str], path: str) -> pd.DataFrame:
+    """The usable rows with each ``--properties`` column as numbers.
+
+    Raises:
+        DataError: a column the manifest lacks, or a usable row with no number in one.
+    """
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise DataError(f"--properties {','.join(missing)}: {path} has no such column; it has "
+                        f"{[c for c in table.columns if c not in ('line', 'problem', 'target', 'lot')]}.")
+    values = table[columns].apply(pd.to_numeric, errors="coerce")
+    for name in columns:
+        if values[name].isna().any():
+            first = values[name].isna().idxmax()
+            value = table.loc[first, name]
+            shown = "no value" if pd.isna(value) else repr(value)
+            raise DataError(f"--properties {name}: {table.loc[first, 'line']} has {shown}, not a number; relating "
+                            "textures to a property needs it for every image.")
+    return table.assign(**values)
 
 
 def read_textures(folder: str) -> pd.DataFrame:
@@ -317,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where features are read: fastcam (the peak of plain Fast-CAM, as the study; default), "
                              "raise or lower (the peak of Fast-CAM gated by the Grad-CAM of what raises, or lowers, "
                              "the prediction)")
+    parser.add_argument("--properties", default="",
+                        help="more numeric manifest columns (comma-separated, e.g. measured porosity, or the "
+                             "synthetic lots' pitting,cracks): each texture's affinity with each one's lot means, "
+                             "beside the target's, in texture_properties.csv, to see which a texture follows")
     parser.add_argument("--layer", default=DEFAULT_LAYER,
                         help="the deepest stage; the four resolutions above it are the others (default features)")
     parser.add_argument("--grids", type=int, default=6,
@@ -345,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         bad = [{"path": row.path, "reason": row.problem} for row in data.itertuples() if isinstance(row.problem, str)]
-        usable = data[data["problem"].isna()].reset_index(drop=True)
+        properties = [name.strip() for name in args.properties.split(",") if name.strip()]
+        usable = read_properties(data[data["problem"].isna()].reset_index(drop=True), properties, args.data)
         run = partial(cached_salient_features, loaded, model_path, cache=out / "cache", layer=args.layer,
                       batch_size=args.batch_size, bad=bad, saliency=args.saliency)
         data_features = run(table=usable, name="data")
@@ -355,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(write_bad_files(bad, out / "bad_files.csv"))
     analysis = analyse(usable, data_features, textures, texture_features, args.k, args.metric, target_column,
-                       args.saliency)
+                       args.saliency, tuple(properties))
     report = write_report(analysis, out, args.grids)
     strength = analysis.strength["combined"]
     print(f"Most related to high {target_column}: {', '.join(strength.index[:3])}; to low: "

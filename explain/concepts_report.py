@@ -23,12 +23,15 @@ def write_report(analysis: ConceptAnalysis, out: Path, grids: int) -> Path:
     strength_chart(analysis).savefig(out / "texture_strength.png", dpi=110)
     lot_chart(analysis).savefig(out / "lot_relevance.png", dpi=110)
     lot_grid(analysis, grids).savefig(out / "lot_textures.png", dpi=100)
+    if analysis.properties is not None:
+        properties_chart(analysis).savefig(out / "texture_properties.png", dpi=110)
     grid_paths = [_write_grid(analysis, i, out / "neighbours") for i in grid_images(analysis, grids)]
     return write_html(analysis, out, grid_paths)
 
 
 def write_tables(analysis: ConceptAnalysis, out: Path) -> None:
-    """salient_points.csv, neighbours.csv, lot_distances.csv and texture_strength.csv."""
+    """salient_points.csv, neighbours.csv, lot_distances.csv, texture_strength.csv and, with
+    ``--properties``, texture_properties.csv."""
     name = analysis.target_name
     data, peaks = analysis.data, analysis.data_features.peaks
     write_csv(pd.DataFrame({"file": data["path"], "lot": data["lot"], name: data["target"],
@@ -43,6 +46,8 @@ def write_tables(analysis: ConceptAnalysis, out: Path) -> None:
     columns = ["lot", name, "stage", "class", "distance", "relevance"]
     pd.concat(long, ignore_index=True).reindex(columns=columns).to_csv(out / "lot_distances.csv", index=False)
     analysis.strength.rename_axis("texture").round(4).to_csv(out / "texture_strength.csv")
+    if analysis.properties is not None:
+        analysis.properties.rename_axis("texture").round(4).to_csv(out / "texture_properties.csv")
 
 
 def strength_chart(analysis: ConceptAnalysis) -> Figure:
@@ -59,6 +64,24 @@ def strength_chart(analysis: ConceptAnalysis) -> Figure:
     axes.set(xlim=(-1.05, 1.05), xlabel=f"affinity with {analysis.target_name} (+: higher-{analysis.target_name} "
                                          "lots look more like it)", title="Which textures go with the target")
     axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def properties_chart(analysis: ConceptAnalysis) -> Figure:
+    """Each texture's affinity (stages combined) with the target and with each ``--properties``
+    column, as a red-blue table: which property a texture's relation to the target follows."""
+    table = analysis.properties
+    figure = Figure(figsize=(1.1 * table.shape[1] + 2.2, 0.3 * len(table) + 1.4))
+    axes = figure.subplots()
+    axes.imshow(table.to_numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for (row, column), value in np.ndenumerate(table.to_numpy()):
+        axes.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=7,
+                  color="white" if abs(value) > 0.6 else "black")
+    axes.set_xticks(range(table.shape[1]), table.columns, fontsize=8)
+    axes.set_yticks(range(len(table)), table.index, fontsize=8)
+    axes.set(title="Affinity with each lot property (+: lots with more of it look more like the texture)")
+    axes.title.set_fontsize(8)
     figure.tight_layout()
     return figure
 
@@ -153,8 +176,11 @@ def write_html(analysis: ConceptAnalysis, out: Path, grids: list[Path]) -> Path:
     pictures = "".join(f"<img src='{html.escape(p.relative_to(out).as_posix())}' loading='lazy'>" for p in grids)
     saliency = {"fastcam": "Fast-CAM map", "raise": f"Fast-CAM map gated by what raises {name}",
                 "lower": f"Fast-CAM map gated by what lowers {name}"}[analysis.saliency]
+    properties = "" if analysis.properties is None else _PROPERTIES.format(
+        name=name, table=analysis.properties.round(3).rename_axis("texture").to_html(classes="scores", border=0))
     page = _PAGE.format(name=name, table=table, pictures=pictures, lots=analysis.data["lot"].nunique(), saliency=saliency,
-                        images=len(analysis.data), textures=len(analysis.textures), classes=len(analysis.classes))
+                        images=len(analysis.data), textures=len(analysis.textures), classes=len(analysis.classes),
+                        properties=properties)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8", errors="surrogateescape")
     return path
@@ -178,11 +204,17 @@ the centred {name}) is negative for a texture that high-{name} lots look like. T
 negative when they look less like it. <i>combined</i> uses r averaged over the stages.</p>
 {table}
 <h2>Affinity per texture</h2><img src="texture_strength.png">
-<h2>Relevance per lot</h2><img src="lot_relevance.png">
+{properties}<h2>Relevance per lot</h2><img src="lot_relevance.png">
 <p>The strongest and weakest lots with their closest texture classes (lowest r):</p><img src="lot_textures.png">
 <h2>Nearest textures at the salient point</h2>
 <p>The strongest and weakest lots' first images: the salient region (at least half the map's peak) outlined,
 the peak marked, and per stage the nearest textures with their distance.</p>
 {pictures}
 </body></html>
+"""
+
+_PROPERTIES = """<h2>Affinity with the lots' other properties</h2>
+<p>The same affinity (stages combined) against the lots' mean of each --properties column, beside {name}'s: a
+texture's relation to {name} is only read as "this property" when it follows that property's column.</p>
+{table}<img src="texture_properties.png">
 """

@@ -181,3 +181,33 @@ def test_a_classifier_is_refused_a_saliency_gated_by_a_regression_sign(regress_r
                          str(textures), "--out", str(tmp_path / "out"), "--saliency", "lower"])
     assert code == 2
     assert f"{classifier} is a classifier, so pass --saliency fastcam" in capsys.readouterr().err
+
+
+def test_properties_get_the_same_affinity_against_their_lot_means(regress_run, sem_lots, textures, tmp_path, capsys):
+    """The synthetic lots' pitting and cracks beside cps. Break tried: the affinity taken against the
+    target for every property (the columns are then equal)."""
+    run_dir, _ = regress_run
+    common = ["--model", str(run_dir), "--data", str(sem_lots), "--textures", str(textures), "--k", "2",
+              "--grids", "0"]
+    code, _ = _concepts([*common, "--out", str(tmp_path), "--properties", "pitting, cracks"])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "texture_properties.csv", index_col="texture")
+    assert list(table.columns) == ["cps", "pitting", "cracks"]
+    relevance = pd.read_csv(tmp_path / "lot_distances.csv").pivot_table(index="lot", columns=["stage", "class"],
+                                                                        values="relevance")
+    combined = relevance.T.groupby(level="class").mean().T
+    lots = pd.read_csv(sem_lots).groupby("lot")[["cps", "pitting", "cracks"]].mean()
+    for column in table.columns:
+        np.testing.assert_allclose(table[column], affinity(combined, lots[column]).loc[table.index], atol=1e-4)
+    assert "Affinity with the lots' other properties" in (tmp_path / "report.html").read_text()
+    assert (tmp_path / "texture_properties.png").is_file()
+
+    assert _concepts([*common, "--out", str(tmp_path / "x"), "--properties", "porosity"])[0] == 2
+    assert f"--properties porosity: {sem_lots} has no such column; it has ['path', 'label'" in capsys.readouterr().err
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(sem_lots).assign(path=lambda t: [str(sem_lots.parent / p) for p in t["path"]],
+                                 cracks=lambda t: t["cracks"].astype(object).where(t.index != 4, "thin")
+                                 ).to_csv(broken, index=False)
+    common[common.index(str(sem_lots))] = str(broken)
+    assert _concepts([*common, "--out", str(tmp_path / "y"), "--properties", "cracks"])[0] == 2
+    assert "--properties cracks: broken.csv line 6 has 'thin', not a number" in capsys.readouterr().err
