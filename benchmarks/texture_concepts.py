@@ -9,15 +9,18 @@ lots with the same settings, side by side:
   describable textures, drawn with another seed than the reference set. It stands in for the
   study's ImageNet start: the study's ResNet-50 knew textures before it saw SEM images.
 
-and runs ``python -m explain.concepts`` on each (the study's setting: plain Fast-CAM peak, L2).
-Per regressor it prints every texture class's affinity (positive: stronger lots look more
-like it) and the ground truth read from them:
+and runs ``python -m explain.concepts --properties pitting,cracks`` on each (the study's
+setting: plain Fast-CAM peak, L2). Per regressor it prints every texture class's affinity with
+CPS (positive: stronger lots look more like it) and the ground truth read from them:
 
 - ``crack_family_ranks``: the ranks, from the most negative, of cracked, striped, fibrous and
   wrinkled (1-4 when the crack family is the most negative);
 - ``pit_family``: the affinities of dotted, flecked and porous, which should be positive;
 - ``unrelated_ranks``: the ranks of smooth and banded by the size of their affinity, from the
-  smallest (1-2 when they are the two closest to zero).
+  smallest (1-2 when they are the two closest to zero);
+- ``crack_family_with_cracks`` and ``pit_family_with_pitting``: the same affinity against the
+  lots' hidden crack density and pitting, which should be positive: whether a texture's
+  relation to CPS comes from the cause it names.
 
 Runs already finished under ``--out`` are reused. Not a timed test: at the defaults it trains
 for about 22 min on a 2-core CPU. The last line is a JSON object.
@@ -53,13 +56,17 @@ def train_once(logdir: Path, name: str, flags: list[str]) -> Path:
     return run_dir
 
 
-def ground_truth(affinity: pd.Series) -> dict:
-    """The ranks and values by which the affinities are checked against the lots' formula."""
+def ground_truth(table: pd.DataFrame) -> dict:
+    """The ranks and values by which the affinities (``texture_properties.csv``: cps, pitting,
+    cracks) are checked against the lots' formula."""
+    affinity = table["cps"]
     from_most_negative = affinity.rank(method="min").astype(int)
     by_size = affinity.abs().rank(method="min").astype(int)
     return {"crack_family_ranks": {name: int(from_most_negative[name]) for name in CRACK_FAMILY},
             "pit_family": {name: round(float(affinity[name]), 3) for name in PIT_FAMILY},
-            "unrelated_ranks": {name: int(by_size[name]) for name in UNRELATED}}
+            "unrelated_ranks": {name: int(by_size[name]) for name in UNRELATED},
+            "crack_family_with_cracks": {name: round(float(table.loc[name, "cracks"]), 3) for name in CRACK_FAMILY},
+            "pit_family_with_pitting": {name: round(float(table.loc[name, "pitting"]), 3) for name in PIT_FAMILY}}
 
 
 def main() -> None:
@@ -95,13 +102,14 @@ def main() -> None:
     for name, run_dir in runs.items():
         report = out / f"concepts_{name}"
         if concepts.main(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
-                          "--out", str(report)]):
+                          "--properties", "pitting,cracks", "--out", str(report)]):
             raise SystemExit(f"explain.concepts failed on {run_dir}")
-        affinity = pd.read_csv(report / "texture_strength.csv", index_col="texture")["combined"]
+        table = pd.read_csv(report / "texture_properties.csv", index_col="texture")
         test_r2 = json.loads((run_dir / "metrics.json").read_text())["test"]["r2"]
-        results[name] = {"test_r2": round(test_r2, 3), **ground_truth(affinity),
-                         "affinity": {k: round(float(v), 3) for k, v in affinity.items()}}
-        print(f"{name}: test R² {test_r2:.3f}; " + ", ".join(f"{k} {v:+.2f}" for k, v in affinity.items()))
+        results[name] = {"test_r2": round(test_r2, 3), **ground_truth(table),
+                         "affinity": table.round(3).to_dict(orient="index")}
+        print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks:")
+        print(table.round(2).to_string())
     print(json.dumps(results))
 
 

@@ -260,7 +260,8 @@ def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.Dat
     if properties:
         lot_values = data.groupby("lot", sort=True)[list(properties)].mean()
         related = pd.DataFrame({target_name: strength["combined"],
-                                **{name: affinity(combined, lot_values[name]) for name in properties}})
+                                **{name: affinity(combined, lot_values[name]) for name in properties}}
+                               ).loc[strength.index]
     return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot, strength,
                            pd.concat(neighbours, ignore_index=True), target_name, saliency, related)
 
