@@ -20,7 +20,10 @@ CPS (positive: stronger lots look more like it) and the ground truth read from t
   smallest (1-2 when they are the two closest to zero);
 - ``crack_family_with_cracks`` and ``pit_family_with_pitting``: the same affinity against the
   lots' hidden crack density and pitting, which should be positive: whether a texture's
-  relation to CPS comes from the cause it names.
+  relation to CPS comes from the cause it names;
+- ``peaks_on_evidence``: where the features are read. The share of the weakest quarter of the
+  images (by CPS) whose Fast-CAM peak lies within 2 px of a crack, and of the strongest
+  quarter whose peak lies within 2 px of a pit (and of no crack), by the generator's masks.
 
 Runs already finished under ``--out`` are reused. Not a timed test: at the defaults it trains
 for about 22 min on a 2-core CPU. The last line is a JSON object.
@@ -34,8 +37,11 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 
+from datasets.images import read_image
 from datasets.synthetic import write_dataset
 from explain import concepts
 from training import run as training_run
@@ -67,6 +73,25 @@ def ground_truth(table: pd.DataFrame) -> dict:
             "unrelated_ranks": {name: int(by_size[name]) for name in UNRELATED},
             "crack_family_with_cracks": {name: round(float(table.loc[name, "cracks"]), 3) for name in CRACK_FAMILY},
             "pit_family_with_pitting": {name: round(float(table.loc[name, "pitting"]), 3) for name in PIT_FAMILY}}
+
+
+def peaks_on_evidence(points: pd.DataFrame, manifest: Path) -> dict:
+    """The shares of the weakest and strongest quarters' Fast-CAM peaks (``salient_points.csv``)
+    that lie within 2 px of a crack, or of a pit and no crack."""
+    table = pd.read_csv(manifest)
+    masks = table.assign(path=[str((manifest.parent / p).resolve()) for p in table["path"]]).set_index("path")
+    near = np.ones((5, 5), np.uint8)
+    where = []
+    for point in points.itertuples():
+        row = masks.loc[str(Path(point.file).resolve())]
+        crack, pit = (cv2.dilate((read_image(manifest.parent / row[c])[..., 0] > 127).astype(np.uint8), near) > 0
+                      for c in ("crack_mask", "pit_mask"))
+        y, x = int(point.peak_y * crack.shape[0]), int(point.peak_x * crack.shape[1])
+        where.append("crack" if crack[y, x] else "pit" if pit[y, x] else "other")
+    quarter = pd.qcut(points["cps"], 4, labels=False)
+    where = pd.Series(where, index=points.index)
+    return {"weakest_on_crack": round(float((where[quarter == 0] == "crack").mean()), 3),
+            "strongest_on_pit": round(float((where[quarter == 3] == "pit").mean()), 3)}
 
 
 def main() -> None:
@@ -107,6 +132,7 @@ def main() -> None:
         table = pd.read_csv(report / "texture_properties.csv", index_col="texture")
         test_r2 = json.loads((run_dir / "metrics.json").read_text())["test"]["r2"]
         results[name] = {"test_r2": round(test_r2, 3), **ground_truth(table),
+                         "peaks_on_evidence": peaks_on_evidence(pd.read_csv(report / "salient_points.csv"), sem),
                          "affinity": table.round(3).to_dict(orient="index")}
         print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks:")
         print(table.round(2).to_string())
