@@ -30,21 +30,11 @@ from datasets.synthetic import write_dataset
 from explain import run as explain_run
 from explain.loading import load_detector
 from models.detector import detect
-from training import run as training_run
 from training.detection_metrics import coco_map, match_to_truth
+from training.run import train_once
 
 GOALS = {"map50": 0.8, "shear_sense_accuracy": 0.9}
 HELD_OUT_SEED = 1000  # training sets use seed 0: rng([seed, i]) never repeats an image
-
-
-def train_once(logdir: Path, name: str, flags: list[str]) -> Path:
-    """Trains with ``training.run`` unless a finished run of that name is there."""
-    run_dir = logdir / name
-    if not (run_dir / "metrics.json").is_file():
-        code = training_run.main([*flags, "--logdir", str(logdir), "--run-name", name, "--overwrite"])
-        if code:
-            raise SystemExit(f"training {name} failed (exit {code})")
-    return run_dir
 
 
 def detector_map(detector_dir: Path, manifest: Path) -> dict:

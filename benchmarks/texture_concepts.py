@@ -44,22 +44,12 @@ import pandas as pd
 from datasets.images import read_image
 from datasets.synthetic import write_dataset
 from explain import concepts
-from training import run as training_run
+from training.run import train_once
 
 CRACK_FAMILY = ("cracked", "striped", "fibrous", "wrinkled")
 PIT_FAMILY = ("dotted", "flecked", "porous")
 UNRELATED = ("smooth", "banded")
 PRETRAIN_SEED = 7  # the reference textures use seed 0: another draw of the same classes
-
-
-def train_once(logdir: Path, name: str, flags: list[str]) -> Path:
-    """Trains with ``training.run`` unless a finished run of that name is there."""
-    run_dir = logdir / name
-    if not (run_dir / "metrics.json").is_file():
-        code = training_run.main([*flags, "--logdir", str(logdir), "--run-name", name, "--overwrite"])
-        if code:
-            raise SystemExit(f"training {name} failed (exit {code})")
-    return run_dir
 
 
 def ground_truth(table: pd.DataFrame) -> dict:
