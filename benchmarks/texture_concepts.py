@@ -21,6 +21,7 @@ CPS (positive: stronger lots look more like it) and the ground truth read from t
 - ``crack_family_with_cracks`` and ``pit_family_with_pitting``: the same affinity against the
   lots' hidden crack density and pitting, which should be positive: whether a texture's
   relation to CPS comes from the cause it names;
+- ``stages``: the same measures at each stage alone (the figures above are the stages combined);
 - ``peaks_on_evidence``: where the features are read. The share of the weakest quarter of the
   images (by CPS) whose Fast-CAM peak lies within 2 px of a crack, and of the strongest
   quarter whose peak lies within 2 px of a pit (and of no crack), by the generator's masks.
@@ -119,13 +120,15 @@ def main() -> None:
         if concepts.main(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
                           "--properties", "pitting,cracks", "--out", str(report)]):
             raise SystemExit(f"explain.concepts failed on {run_dir}")
-        table = pd.read_csv(report / "texture_properties.csv", index_col="texture")
+        stages = {stage: table.set_index("texture").drop(columns="stage")
+                  for stage, table in pd.read_csv(report / "texture_properties.csv").groupby("stage", sort=False)}
         test_r2 = json.loads((run_dir / "metrics.json").read_text())["test"]["r2"]
-        results[name] = {"test_r2": round(test_r2, 3), **ground_truth(table),
+        results[name] = {"test_r2": round(test_r2, 3), **ground_truth(stages["combined"]),
                          "peaks_on_evidence": peaks_on_evidence(pd.read_csv(report / "salient_points.csv"), sem),
-                         "affinity": table.round(3).to_dict(orient="index")}
-        print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks:")
-        print(table.round(2).to_string())
+                         "stages": {stage: ground_truth(table) for stage, table in stages.items() if stage != "combined"},
+                         "affinity": {stage: table.round(3).to_dict(orient="index") for stage, table in stages.items()}}
+        print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks per stage:")
+        print(pd.concat(stages, axis=1).round(2).to_string())
     print(json.dumps(results))
 
 

@@ -228,14 +228,14 @@ class ConceptAnalysis:
     neighbours: pd.DataFrame  # file, stage, rank, texture, texture_class, distance
     target_name: str
     saliency: str = "fastcam"
-    properties: pd.DataFrame | None = None  # class x (target, --properties...): the combined affinity with each
+    properties: dict[str, pd.DataFrame] | None = None  # stage (and "combined") -> class x (target, --properties...)
 
 
 def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.DataFrame,
             texture_features: SalientFeatures, k: int, metric: str, target_name: str,
             saliency: str = "fastcam", properties: tuple[str, ...] = ()) -> ConceptAnalysis:
     """Eqs. 1-4 on every stage and on their average; with ``properties`` (numeric columns of
-    ``data``), eq. 4 also against each one's lot means, stages combined."""
+    ``data``), eq. 4 also against each one's lot means, per stage and combined."""
     data = data.set_index("path").loc[data_features.paths].reset_index()
     textures = textures.set_index("path").loc[texture_features.paths].reset_index()
     labels = textures["label"].to_numpy()
@@ -259,9 +259,9 @@ def analyse(data: pd.DataFrame, data_features: SalientFeatures, textures: pd.Dat
     related = None
     if properties:
         lot_values = data.groupby("lot", sort=True)[list(properties)].mean()
-        related = pd.DataFrame({target_name: strength["combined"],
-                                **{name: affinity(combined, lot_values[name]) for name in properties}}
-                               ).loc[strength.index]
+        related = {stage: pd.DataFrame({target_name: strength[stage],
+                                        **{name: affinity(table["relevance"], lot_values[name]) for name in properties}}
+                                       ).loc[strength.index] for stage, table in per_lot.items()}
     return ConceptAnalysis(data, textures, data_features, texture_features, classes, per_lot, strength,
                            pd.concat(neighbours, ignore_index=True), target_name, saliency, related)
 

@@ -47,7 +47,9 @@ def write_tables(analysis: ConceptAnalysis, out: Path) -> None:
     pd.concat(long, ignore_index=True).reindex(columns=columns).to_csv(out / "lot_distances.csv", index=False)
     analysis.strength.rename_axis("texture").round(4).to_csv(out / "texture_strength.csv")
     if analysis.properties is not None:
-        analysis.properties.rename_axis("texture").round(4).to_csv(out / "texture_properties.csv")
+        tables = {stage: table.rename_axis("texture") for stage, table in analysis.properties.items()}
+        long = pd.concat(tables, names=["stage"]).swaplevel().reset_index()
+        long.round(4).to_csv(out / "texture_properties.csv", index=False)
 
 
 def strength_chart(analysis: ConceptAnalysis) -> Figure:
@@ -69,19 +71,23 @@ def strength_chart(analysis: ConceptAnalysis) -> Figure:
 
 
 def properties_chart(analysis: ConceptAnalysis) -> Figure:
-    """Each texture's affinity (stages combined) with the target and with each ``--properties``
-    column, as a red-blue table: which property a texture's relation to the target follows."""
-    table = analysis.properties
-    figure = Figure(figsize=(1.1 * table.shape[1] + 2.2, 0.3 * len(table) + 1.4))
-    axes = figure.subplots()
-    axes.imshow(table.to_numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
-    for (row, column), value in np.ndenumerate(table.to_numpy()):
-        axes.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=7,
-                  color="white" if abs(value) > 0.6 else "black")
-    axes.set_xticks(range(table.shape[1]), table.columns, fontsize=8)
-    axes.set_yticks(range(len(table)), table.index, fontsize=8)
-    axes.set(title="Affinity with each lot property (+: lots with more of it look more like the texture)")
-    axes.title.set_fontsize(8)
+    """Each texture's affinity with the target and with each ``--properties`` column, one
+    red-blue table per stage and one for the stages combined: which property a texture's
+    relation to the target follows, and at which depth."""
+    tables = analysis.properties
+    first = next(iter(tables.values()))
+    figure = Figure(figsize=(len(tables) * (0.9 * first.shape[1] + 0.6) + 1.4, 0.3 * len(first) + 1.6))
+    for i, (axes, (stage, table)) in enumerate(zip(figure.subplots(1, len(tables), squeeze=False)[0],
+                                                   tables.items())):
+        axes.imshow(table.to_numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+        for (row, column), value in np.ndenumerate(table.to_numpy()):
+            axes.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=6,
+                      color="white" if abs(value) > 0.6 else "black")
+        axes.set_xticks(range(table.shape[1]), table.columns, fontsize=7, rotation=30)
+        axes.set_yticks(range(len(table)), table.index if i == 0 else [], fontsize=7)
+        axes.set_title(stage, fontsize=8)
+    figure.suptitle("Affinity with each lot property (+: lots with more of it look more like the texture)",
+                    fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -177,7 +183,8 @@ def write_html(analysis: ConceptAnalysis, out: Path, grids: list[Path]) -> Path:
     saliency = {"fastcam": "Fast-CAM map", "raise": f"Fast-CAM map gated by what raises {name}",
                 "lower": f"Fast-CAM map gated by what lowers {name}"}[analysis.saliency]
     properties = "" if analysis.properties is None else _PROPERTIES.format(
-        name=name, table=analysis.properties.round(3).rename_axis("texture").to_html(classes="scores", border=0))
+        name=name, table=analysis.properties["combined"].round(3).rename_axis("texture").to_html(classes="scores",
+                                                                                                border=0))
     page = _PAGE.format(name=name, table=table, pictures=pictures, lots=analysis.data["lot"].nunique(), saliency=saliency,
                         images=len(analysis.data), textures=len(analysis.textures), classes=len(analysis.classes),
                         properties=properties)
@@ -214,7 +221,8 @@ the peak marked, and per stage the nearest textures with their distance.</p>
 """
 
 _PROPERTIES = """<h2>Affinity with the lots' other properties</h2>
-<p>The same affinity (stages combined) against the lots' mean of each --properties column, beside {name}'s: a
-texture's relation to {name} is only read as "this property" when it follows that property's column.</p>
+<p>The same affinity against the lots' mean of each --properties column, beside {name}'s: a texture's
+relation to {name} is only read as "this property" when it follows that property's column. The table has the
+stages combined; the picture and texture_properties.csv have each stage too.</p>
 {table}<img src="texture_properties.png">
 """

@@ -191,14 +191,18 @@ def test_properties_get_the_same_affinity_against_their_lot_means(regress_run, s
               "--grids", "0"]
     code, _ = _concepts([*common, "--out", str(tmp_path), "--properties", "pitting, cracks"])
     assert code == 0
-    table = pd.read_csv(tmp_path / "texture_properties.csv", index_col="texture")
-    assert list(table.columns) == ["cps", "pitting", "cracks"]
+    table = pd.read_csv(tmp_path / "texture_properties.csv")
+    assert list(table.columns) == ["texture", "stage", "cps", "pitting", "cracks"]
     relevance = pd.read_csv(tmp_path / "lot_distances.csv").pivot_table(index="lot", columns=["stage", "class"],
                                                                         values="relevance")
-    combined = relevance.T.groupby(level="class").mean().T
+    by_stage = {stage: relevance[stage] for stage in relevance.columns.levels[0]}
+    by_stage["combined"] = relevance.T.groupby(level="class").mean().T
+    assert set(table["stage"]) == set(by_stage)
     lots = pd.read_csv(sem_lots).groupby("lot")[["cps", "pitting", "cracks"]].mean()
-    for column in table.columns:
-        np.testing.assert_allclose(table[column], affinity(combined, lots[column]).loc[table.index], atol=1e-4)
+    for stage, rows in table.groupby("stage"):
+        for column in ("cps", "pitting", "cracks"):
+            np.testing.assert_allclose(rows[column], affinity(by_stage[stage], lots[column]).loc[rows["texture"]],
+                                       atol=1e-4)
     assert "Affinity with the lots' other properties" in (tmp_path / "report.html").read_text()
     assert (tmp_path / "texture_properties.png").is_file()
 
