@@ -28,6 +28,11 @@ the affinity of ``r`` averaged over the stages.
 Grad-CAM of what raises (or lowers) the prediction instead: where the evidence for a strong
 (or a weak) material is, rather than where the network responds at all.
 
+``--properties pitting,cracks`` (any numeric manifest columns) computes the same affinity
+against each column's lot means, per stage: a texture whose affinity with the target is read as
+"cracks weaken the material" should follow the lots' measured crack density, not something else
+that moves the target.
+
 Activations are cached under ``OUT/cache`` keyed by the model file, the layer, the saliency and
 each image's path, size and modification time, so a second report on the same data is quick.
 """
@@ -348,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--properties", default="",
                         help="more numeric manifest columns (comma-separated, e.g. measured porosity, or the "
                              "synthetic lots' pitting,cracks): each texture's affinity with each one's lot means, "
-                             "beside the target's, in texture_properties.csv, to see which a texture follows")
+                             "per stage, beside the target's, in texture_properties.csv, to see which a texture "
+                             "follows")
     parser.add_argument("--layer", default=DEFAULT_LAYER,
                         help="the deepest stage; the four resolutions above it are the others (default features)")
     parser.add_argument("--grids", type=int, default=6,
