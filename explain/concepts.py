@@ -98,7 +98,7 @@ def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFA
     """
     import keras
 
-    from explain.fastcam import fastcam_gradcam, fastcam_with_stages, stage_layers
+    from explain.fastcam import fastcam_with_stages, stage_layers
 
     spec, model = loaded.spec, loaded.model
     first = spec.input_names[0]
@@ -115,10 +115,8 @@ def salient_features(loaded: LoadedModel, table: pd.DataFrame, layer: str = DEFA
         if not chunk:
             continue
         batch = stack_inputs([model_inputs(image, np.full(4, np.nan, np.float32), spec) for _, image in chunk], spec)
-        maps, activations = fastcam_with_stages(model, for_model(batch), layer=layer)
-        if saliency != "fastcam":
-            gated = fastcam_gradcam(model, for_model(batch), ScalarTarget(SALIENCY[saliency]), layer=layer)
-            maps = gated if isinstance(gated, dict) else {first: gated}
+        gate = None if saliency == "fastcam" else ScalarTarget(SALIENCY[saliency])
+        maps, activations = fastcam_with_stages(model, for_model(batch), gate, layer=layer)
         peak_map = maps[first]
         at_peak, chunk_peaks = _at_peaks(peak_map, activations, stages)
         paths += [row.path for row, _ in chunk]

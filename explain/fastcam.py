@@ -100,9 +100,9 @@ class _FastCamView:
         self.stages, self.gates = stages, gates
         self._wanted = frozenset(s for names in stages.values() for s in names) | frozenset((gates or {}).values())
         self.run = tf.function(self._run, reduce_retracing=True, autograph=False)
-        self.run_with_stages = tf.function(self._run_with_stages, reduce_retracing=True, autograph=False)
 
     def _run(self, inputs, kind=None, params=None):
+        """The maps per image input and the activations of every stage they combine."""
         recorded, gradients = {}, {}
         if self.gates:
             with tf.GradientTape() as tape:
@@ -120,13 +120,6 @@ class _FastCamView:
                 cam = tf.nn.relu(gradcam_combination(recorded[gate], gradients[gate]))
                 combined *= normalize(tf.image.resize(cam[..., None], size)[..., 0])
             maps[name] = normalize(combined)
-        return maps
-
-    def _run_with_stages(self, inputs):
-        recorded = {}
-        record_outputs(self._model, structured_inputs(self._model, inputs), self._wanted, recorded)
-        maps = {name: normalize(self._combined(recorded, stages, tf.shape(inputs[name])[1:3]))
-                for name, stages in self.stages.items()}
         return maps, {s: recorded[s] for names in self.stages.values() for s in names}
 
     @staticmethod
@@ -152,15 +145,16 @@ def fastcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
             stages: int = STAGES) -> np.ndarray | dict[str, np.ndarray]:
     """Fast-CAM's SMOE-scale saliency, averaged over the stages up to ``layer``: where the
     network responds, from one forward pass. Class-agnostic, so ``targets`` is ignored."""
-    return per_input(_view(model, layer, stages, gated=False).run(as_input_dict(model, inputs)))
+    return per_input(_run(model, as_input_dict(model, inputs), None, layer, stages, gated=False)[0])
 
 
-def fastcam_with_stages(model, inputs, *, layer: str = DEFAULT_LAYER, stages: int = STAGES
+def fastcam_with_stages(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER, stages: int = STAGES
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Fast-CAM's maps per image input and, from the same forward pass, the activations of
-    every stage it combines (keyed by layer name; the stages per input are
-    :func:`stage_layers`), for reading the features where the network looks."""
-    maps, activations = _view(model, layer, stages, gated=False).run_with_stages(as_input_dict(model, inputs))
+    """Fast-CAM's maps per image input (gated by the Grad-CAM of ``targets`` when given, as
+    :func:`fastcam_gradcam`) and, from the same pass, the activations of every stage it
+    combines (keyed by layer name; the stages per input are :func:`stage_layers`), for reading
+    the features where the network looks."""
+    maps, activations = _run(model, as_input_dict(model, inputs), targets, layer, stages, gated=targets is not None)
     return ({name: np.asarray(m) for name, m in maps.items()},
             {name: np.asarray(a) for name, a in activations.items()})
 
@@ -169,9 +163,16 @@ def fastcam_gradcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,
                     stages: int = STAGES) -> np.ndarray | dict[str, np.ndarray]:
     """Fast-CAM gated by the Grad-CAM of ``targets`` at ``layer``: where the network
     responds and what it responds to favours the target (Mundhenk et al., 2020)."""
-    inputs = as_input_dict(model, inputs)
+    return per_input(_run(model, as_input_dict(model, inputs), targets, layer, stages, gated=True)[0])
+
+
+def _run(model, inputs: dict, targets, layer: str, stages: int, gated: bool):
+    """The maps and stage activations of plain Fast-CAM, or of Fast-CAM gated by the Grad-CAM
+    of ``targets`` (None: each sample's predicted class)."""
+    if not gated:
+        return _view(model, layer, stages, gated=False).run(inputs)
     kind, params = resolve_targets(model, inputs, targets, predict=False)
-    return per_input(_view(model, layer, stages, gated=True).run(inputs, kind, params))
+    return _view(model, layer, stages, gated=True).run(inputs, kind, params)
 
 
 __all__ = ["fastcam", "fastcam_gradcam", "fastcam_with_stages", "gauss_normalize", "smoe_scale", "stage_layers"]

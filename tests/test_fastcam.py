@@ -107,3 +107,18 @@ def test_the_gated_form_explains_what_raises_or_lowers_a_regression():
     lowers = explain.fastcam_gradcam(regressor, image, ScalarTarget(sign=-1), layer="features")[0]
     assert raises[:6].mean() > 0.5 and raises[10:].max() == 0
     assert lowers[10:].mean() > 0.5 and lowers[:6].max() == 0
+
+
+def test_fastcam_with_stages_returns_the_maps_and_the_stage_activations_of_one_pass(small_net):
+    """Plain and gated, its maps are fastcam's and fastcam_gradcam's, and its activations the
+    stage layers' outputs. Break tried: the targets ignored (the plain map returned gated)."""
+    from explain.fastcam import fastcam_with_stages
+
+    images = np.random.default_rng(5).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    probe = keras.Model(small_net.inputs, [small_net.get_layer(n).output for n in ("stage1", "features")])
+    for targets, method in ((None, explain.fastcam), ([2, 0], explain.fastcam_gradcam)):
+        maps, activations = fastcam_with_stages(small_net, images, targets)
+        np.testing.assert_allclose(maps["image"], method(small_net, images, targets), atol=1e-6)
+        assert list(activations) == ["stage1", "features"]
+        for name, expected in zip(activations, probe(images)):
+            np.testing.assert_allclose(activations[name], expected.numpy(), rtol=1e-5, atol=1e-5)
