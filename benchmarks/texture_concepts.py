@@ -66,17 +66,22 @@ def ground_truth(table: pd.DataFrame) -> dict:
             "pit_family_with_pitting": {name: round(float(table.loc[name, "pitting"]), 3) for name in PIT_FAMILY}}
 
 
-def peaks_on_evidence(points: pd.DataFrame, manifest: Path) -> dict:
+def evidence_near(manifest: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per image (its resolved path), where a crack and where a pit lie within 2 px, from the
+    generator's masks."""
+    near = np.ones((5, 5), np.uint8)
+    table = pd.read_csv(manifest)
+    return {str((manifest.parent / row.path).resolve()): tuple(
+        cv2.dilate((read_image(manifest.parent / mask)[..., 0] > 127).astype(np.uint8), near) > 0
+        for mask in (row.crack_mask, row.pit_mask)) for row in table.itertuples()}
+
+
+def peaks_on_evidence(points: pd.DataFrame, evidence: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """The shares of the weakest and strongest quarters' Fast-CAM peaks (``salient_points.csv``)
     that lie within 2 px of a crack, or of a pit and no crack."""
-    table = pd.read_csv(manifest)
-    masks = table.assign(path=[str((manifest.parent / p).resolve()) for p in table["path"]]).set_index("path")
-    near = np.ones((5, 5), np.uint8)
     where = []
     for point in points.itertuples():
-        row = masks.loc[str(Path(point.file).resolve())]
-        crack, pit = (cv2.dilate((read_image(manifest.parent / row[c])[..., 0] > 127).astype(np.uint8), near) > 0
-                      for c in ("crack_mask", "pit_mask"))
+        crack, pit = evidence[str(Path(point.file).resolve())]
         y, x = int(point.peak_y * crack.shape[0]), int(point.peak_x * crack.shape[1])
         where.append("crack" if crack[y, x] else "pit" if pit[y, x] else "other")
     quarter = pd.qcut(points["cps"], 4, labels=False)
@@ -114,7 +119,7 @@ def main() -> None:
                "--dropout", "0", *common]
     runs = {"scratch": train_once(out / "runs", "cps_scratch", regress),
             "textures": train_once(out / "runs", "cps_from_textures", [*regress, "--weights", str(texture_run)])}
-    results = {}
+    results, evidence = {}, evidence_near(sem)
     for name, run_dir in runs.items():
         report = out / f"concepts_{name}"
         if concepts.main(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
@@ -124,7 +129,7 @@ def main() -> None:
                   for stage, table in pd.read_csv(report / "texture_properties.csv").groupby("stage", sort=False)}
         test_r2 = json.loads((run_dir / "metrics.json").read_text())["test"]["r2"]
         results[name] = {"test_r2": round(test_r2, 3), **ground_truth(stages["combined"]),
-                         "peaks_on_evidence": peaks_on_evidence(pd.read_csv(report / "salient_points.csv"), sem),
+                         "peaks_on_evidence": peaks_on_evidence(pd.read_csv(report / "salient_points.csv"), evidence),
                          "stages": {stage: ground_truth(table) for stage, table in stages.items() if stage != "combined"},
                          "affinity": {stage: table.round(3).to_dict(orient="index") for stage, table in stages.items()}}
         print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks per stage:")
