@@ -130,7 +130,8 @@ def main() -> None:
         test_r2 = json.loads((run_dir / "metrics.json").read_text())["test"]["r2"]
         results[name] = {"test_r2": round(test_r2, 3), **ground_truth(stages["combined"]),
                          "peaks_on_evidence": peaks_on_evidence(pd.read_csv(report / "salient_points.csv"), evidence),
-                         "stages": {stage: ground_truth(table) for stage, table in stages.items() if stage != "combined"},
+                         "stages": {stage: ground_truth(table) for stage, table in stages.items()
+                                    if stage != "combined"},
                          "affinity": {stage: table.round(3).to_dict(orient="index") for stage, table in stages.items()}}
         print(f"{name}: test R² {test_r2:.3f}; affinity with cps, pitting, cracks per stage:")
         print(pd.concat(stages, axis=1).round(2).to_string())

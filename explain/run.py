@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser, "layer to explain for CAM methods (default features; SedNet: each input's "
                                 "branch layer)", model_required=False)
     parser.add_argument("--images",
-                        help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box]; for a "
-                             "regression run, the run's target column gives each image's true value)")
+                        help="a folder of images (flat or class sub-folders) or a CSV manifest (path[,label][,box]; "
+                             "for a regression run, the run's target column gives each image's true value)")
     parser.add_argument("--sections", nargs="+",
                         help="segmentation runs: seismic section file(s) (.sgy/.segy, .npy, .png, .tif), explained "
                              "whole: each of the run's patches explains the salt it predicts (Seg-Grad-CAM), the "

@@ -164,5 +164,5 @@ def build_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=
     return entry.builder(num_classes=num_classes, input_shape=tuple(input_shape), weights=weights, **options)
 
 
-__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "model_names", "parse_weights",
-           "register", "start_from", "trained_model_file", "unfreeze_top"]
+__all__ = ["ConfusionMatrixAccuracy", "MODELS", "ModelEntry", "WeightsError", "build_model", "model_names",
+           "parse_weights", "register", "start_from", "trained_model_file", "unfreeze_top"]

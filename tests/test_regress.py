@@ -172,7 +172,7 @@ def test_explain_run_explains_what_lowers_a_prediction_with_the_opposite_sign(ex
     assert (pd.read_csv(outs["lower"] / "explanations.csv")["target"] == "lower").all()
 
 
-def test_explain_run_refuses_a_class_target_tiles_and_the_two_stage_pipeline_for_a_regressor(regress_run, tmp_path, capsys):
+def test_a_regressor_is_refused_class_targets_tiles_and_the_two_stage_pipeline(regress_run, tmp_path, capsys):
     from explain.run import main as explain
 
     run_dir, _ = regress_run
@@ -216,6 +216,6 @@ def test_a_regression_run_starts_from_a_classifier_run_given_as_weights(sem_lots
     build_model("sednet", 13, (32, 32, 3), weights=None, local_size=16).save(classifier)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["--data", str(sem_lots), *REGRESS_TINY, "--epochs", "1", "--tb-gradcam-freq", "0",
-                     "--weights", str(classifier.parent), "--logdir", str(tmp_path), "--run-name", "from_textures"]) == 0
+        assert main(["--data", str(sem_lots), *REGRESS_TINY, "--epochs", "1", "--tb-gradcam-freq", "0", "--weights",
+                     str(classifier.parent), "--logdir", str(tmp_path), "--run-name", "from_textures"]) == 0
     assert f"Started from {classifier}: 35 layers copied, logits initialised afresh" in out.getvalue()
