@@ -2,12 +2,18 @@
 
 The synthetic SEM lots' strength rises with surface pits and falls with cracks, nothing else
 (``datasets/synthetic/sem_crystals.py``). This script trains two CPS regressors on the same
-lots with the same settings, side by side:
+lots with the same settings, side by side (three with ``--pretrained``):
 
-- ``scratch``: SedNet from random weights (the README's measured command);
-- ``textures``: SedNet started (``--weights RUN``) from a SedNet classifier of the procedural
-  describable textures, drawn with another seed than the reference set. It stands in for the
-  study's ImageNet start: the study's ResNet-50 knew textures before it saw SEM images.
+- ``scratch``: SedNet (or ``--model``) from random weights (the README's measured command);
+- ``textures``: the same network started (``--weights RUN``) from its classifier of the
+  procedural describable textures, drawn with another seed than the reference set. It stands
+  in for the study's ImageNet start: the study's ResNet-50 knew textures before it saw SEM
+  images;
+- ``pretrained``, with ``--pretrained imagenet`` (or a local weights file): the study's own
+  start, where the weights can be had. ImageNet weights cannot be downloaded on the machines
+  that measured the README, so this is the one command that checks the study's setting::
+
+      python benchmarks/texture_concepts.py --model resnet50 --pretrained imagenet --out bench_resnet
 
 and runs ``python -m explain.concepts --properties pitting,cracks`` on each (the study's
 setting: plain Fast-CAM peak, L2). Per regressor it prints every texture class's affinity with
@@ -90,6 +96,12 @@ def peaks_on_evidence(points: pd.DataFrame, evidence: dict[str, tuple[np.ndarray
             "strongest_on_pit": round(float((where[quarter == 3] == "pit").mean()), 3)}
 
 
+def run_name(model: str, name: str) -> str:
+    """Runs of SedNet keep their plain names; another network's carry its name, so one ``--out``
+    can hold both without reusing the wrong run."""
+    return name if model == "sednet" else f"{model}_{name}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_concepts", help="data, runs and reports (reused when there)")
@@ -101,6 +113,13 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=12, help="texture classifier epochs (default 12)")
     parser.add_argument("--reference", type=int, default=130, help="reference textures (default 130)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default="sednet",
+                        help="the network of every run (default sednet; the study's is resnet50); a backbone is "
+                             "trained whole (--train-backbone)")
+    parser.add_argument("--pretrained",
+                        help="also a CPS regressor started from these backbone weights, reported as 'pretrained': "
+                             "imagenet (the study's start; Keras downloads the weights) or a local weights file")
+    parser.add_argument("--lr", default="3e-3", help="Adam's initial rate, cosine-decayed (default 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the splits and weights (default 0)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -109,19 +128,23 @@ def main() -> None:
                              size=args.size)
     reference = out / "textures"
     write_dataset("textures", reference, n=args.reference, seed=0, size=args.size)
-    common = ["--model", "sednet", "--image-size", str(args.size), "--local-size", str(args.size // 2),
-              "--batch-size", str(args.batch_size), "--optimizer", "adam", "--lr", "3e-3", "--lr-schedule", "cosine",
-              "--tb-histogram-freq", "0", "--seed", str(args.seed)]
-    texture_run = train_once(out / "runs", "texture_classifier",
+    common = ["--model", args.model, "--image-size", str(args.size), "--batch-size", str(args.batch_size),
+              "--optimizer", "adam", "--lr", args.lr, "--lr-schedule", "cosine", "--tb-histogram-freq", "0",
+              "--seed", str(args.seed),
+              *(["--local-size", str(args.size // 2)] if args.model == "sednet" else ["--train-backbone"])]
+    runs_dir = out / "runs"
+    texture_run = train_once(runs_dir, run_name(args.model, "texture_classifier"),
                              ["--task", "classify", "--data", str(pretrain), "--epochs", str(args.pretrain_epochs),
-                              *common])
+                              *common, "--weights", "none"])
     regress = ["--task", "regress", "--data", str(sem), "--epochs", str(args.epochs), "--weight-decay", "0",
                "--dropout", "0", *common]
-    runs = {"scratch": train_once(out / "runs", "cps_scratch", regress),
-            "textures": train_once(out / "runs", "cps_from_textures", [*regress, "--weights", str(texture_run)])}
+    starts = {"scratch": "none", "textures": str(texture_run), **({"pretrained": args.pretrained} if args.pretrained
+                                                                  else {})}
+    runs = {name: train_once(runs_dir, run_name(args.model, "cps_scratch" if name == "scratch" else f"cps_from_{name}"),
+                             [*regress, "--weights", weights]) for name, weights in starts.items()}
     results, evidence = {}, evidence_near(sem)
     for name, run_dir in runs.items():
-        report = out / f"concepts_{name}"
+        report = out / run_name(args.model, f"concepts_{name}")
         if concepts.main(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
                           "--properties", "pitting,cracks", "--out", str(report)]):
             raise SystemExit(f"explain.concepts failed on {run_dir}")

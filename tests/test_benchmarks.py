@@ -14,6 +14,8 @@ import sys
 import pytest
 from conftest import ROOT
 
+from models import build_model
+
 TINY_CLASSIFIER = "--synthetic-n 24 --synthetic-size 64 --epochs 1 --image-size 32 --local-size 16 --batch-size 8"
 TINY_DETECTOR = "--synthetic-n 12 --synthetic-size 96 --image-size 96 --epochs 1"
 
@@ -34,7 +36,7 @@ BENCHMARKS = {
                        {"ceiling_r2", "ceiling_r2_lot_means", "images", "lots"}),
     "texture_concepts.py": (["--images", "30", "--lots", "10", "--size", "32", "--epochs", "1", "--pretrain-images",
                              "130", "--pretrain-epochs", "1", "--reference", "26", "--batch-size", "4"],
-                            {"scratch", "textures"}),
+                            {"scratch", "textures", "pretrained"}),
     "detector_prior.py": (["--images", "10", "--epochs", "1", "--size", "64"],
                           {"val_map50_keras_hub", "val_map50_paper_prior"}),
     "detector_quality.py": (["--held-out", "4", "--size", "96", "--detector-flags", TINY_DETECTOR,
@@ -64,6 +66,10 @@ def run_benchmark(script: str, tmp_path, request) -> None:
     out = ["--out", str(tmp_path / "out")] if script.startswith("detector_") else []
     if script == "detector_quality.py":  # it reuses a finished classifier run: the suite's tiny SedNet
         shutil.copytree(request.getfixturevalue("sednet_run")[0], tmp_path / "out" / "runs" / "sednet")
+    if script == "texture_concepts.py":  # a local weights file of the network stands in for --pretrained imagenet
+        weights = tmp_path / "sednet_regressor.weights.h5"
+        build_model("sednet", 1, (32, 32, 3), weights="none", local_size=16).save_weights(weights)
+        out = ["--pretrained", str(weights)]
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *flags, *out], cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
