@@ -63,14 +63,14 @@ def test_a_benchmark_runs_as_committed(script, tmp_path, request):
 def run_benchmark(script: str, tmp_path, request) -> None:
     """Runs ``benchmarks/SCRIPT`` with its tiny flags; it must exit 0 and end with its JSON keys."""
     flags, keys = BENCHMARKS[script]
-    out = ["--out", str(tmp_path / "out")] if script.startswith("detector_") else []
+    extra = ["--out", str(tmp_path / "out")] if script.startswith("detector_") else []
     if script == "detector_quality.py":  # it reuses a finished classifier run: the suite's tiny SedNet
         shutil.copytree(request.getfixturevalue("sednet_run")[0], tmp_path / "out" / "runs" / "sednet")
     if script == "texture_concepts.py":  # a local weights file of the network stands in for --pretrained imagenet
         weights = tmp_path / "sednet_regressor.weights.h5"
         build_model("sednet", 1, (32, 32, 3), weights="none", local_size=16).save_weights(weights)
-        out = ["--pretrained", str(weights)]
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *flags, *out], cwd=tmp_path,
+        extra = ["--pretrained", str(weights)]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *flags, *extra], cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert keys <= set(json.loads(result.stdout.strip().splitlines()[-1]))
