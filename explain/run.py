@@ -80,11 +80,13 @@ def explain_images(loaded: LoadedModel, table: pd.DataFrame, methods: list[str],
                    target="pred", layer: str = DEFAULT_LAYER, batch_size: int = 8) -> tuple[pd.DataFrame, list]:
     """Explains every image of ``table``; returns the explanations table and the bad files.
 
-    ``target`` is what :func:`parse_target` returns: for a classifier pred, label or a class
-    index; for a regressor the sign of its output that is explained.
+    ``target`` is what ``--target`` takes (pred, label, a class name or index; raise or lower
+    for a regressor, pred meaning raise) or what :func:`parse_target` made of it.
     """
     import keras
 
+    if isinstance(target, str):
+        target = parse_target(target, loaded)
     names, model = loaded.spec.input_names, loaded.model
     describe = _describe_regression if loaded.target_name else _describe_classes
     if loaded.target_name:  # under a fixed name: itertuples renames columns that are not identifiers
