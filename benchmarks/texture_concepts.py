@@ -56,6 +56,7 @@ from training.run import train_once
 CRACK_FAMILY = ("cracked", "striped", "fibrous", "wrinkled")
 PIT_FAMILY = ("dotted", "flecked", "porous")
 UNRELATED = ("smooth", "banded")
+REGRESSOR_RUNS = {"scratch": "cps_scratch", "textures": "cps_from_textures", "pretrained": "cps_from_pretrained"}
 PRETRAIN_SEED = 7  # the reference textures use seed 0: another draw of the same classes
 
 
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--pretrained",
                         help="also a CPS regressor started from these backbone weights, reported as 'pretrained': "
                              "imagenet (the study's start; Keras downloads the weights) or a local weights file")
-    parser.add_argument("--lr", default="3e-3", help="Adam's initial rate, cosine-decayed (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's initial rate, cosine-decayed (default 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the splits and weights (default 0)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -129,7 +130,7 @@ def main() -> None:
     reference = out / "textures"
     write_dataset("textures", reference, n=args.reference, seed=0, size=args.size)
     common = ["--model", args.model, "--image-size", str(args.size), "--batch-size", str(args.batch_size),
-              "--optimizer", "adam", "--lr", args.lr, "--lr-schedule", "cosine", "--tb-histogram-freq", "0",
+              "--optimizer", "adam", "--lr", str(args.lr), "--lr-schedule", "cosine", "--tb-histogram-freq", "0",
               "--seed", str(args.seed),
               *(["--local-size", str(args.size // 2)] if args.model == "sednet" else ["--train-backbone"])]
     runs_dir = out / "runs"
@@ -138,10 +139,11 @@ def main() -> None:
                               *common, "--weights", "none"])
     regress = ["--task", "regress", "--data", str(sem), "--epochs", str(args.epochs), "--weight-decay", "0",
                "--dropout", "0", *common]
-    starts = {"scratch": "none", "textures": str(texture_run), **({"pretrained": args.pretrained} if args.pretrained
-                                                                  else {})}
-    runs = {name: train_once(runs_dir, run_name(args.model, "cps_scratch" if name == "scratch" else f"cps_from_{name}"),
-                             [*regress, "--weights", weights]) for name, weights in starts.items()}
+    starts = {"scratch": "none", "textures": str(texture_run)}
+    if args.pretrained:
+        starts["pretrained"] = args.pretrained
+    runs = {name: train_once(runs_dir, run_name(args.model, REGRESSOR_RUNS[name]), [*regress, "--weights", weights])
+            for name, weights in starts.items()}
     results, evidence = {}, evidence_near(sem)
     for name, run_dir in runs.items():
         report = out / run_name(args.model, f"concepts_{name}")
