@@ -28,9 +28,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.console import quiet_command  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_command()
+
 import keras  # noqa: E402
 
-from training.config import TrainConfig  # noqa: E402
+from training.config import TrainConfig, parse_config  # noqa: E402
 from training.runner import tensorboard_callbacks  # noqa: E402
 from training.tasks import TASKS  # noqa: E402
 from training.trainer import BestModelCheckpoint, fit  # noqa: E402
@@ -89,8 +94,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as logdir:
-        config = TrainConfig(logdir=logdir, epochs=args.epochs, synthetic_n=args.synthetic_n,
-                             image_size=args.image_size, local_size=args.image_size // 2)
+        config = parse_config(["--logdir", logdir, "--epochs", str(args.epochs), "--synthetic-n", str(args.synthetic_n),
+                               "--image-size", str(args.image_size), "--local-size", str(args.image_size // 2)], TASKS)
         (Path(logdir) / "data").mkdir()
         data = TASKS[config.task].prepare_data(config, Path(logdir) / "data")
         datasets = (data.dataset("train", config, training=True), data.dataset("val", config))

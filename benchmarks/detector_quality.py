@@ -17,6 +17,11 @@ two models with their defaults (about 12 min on a 2-core CPU). The last line is 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import json
 import shlex

@@ -22,6 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.console import quiet_command  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_command()
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402

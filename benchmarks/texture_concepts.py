@@ -40,6 +40,11 @@ for about 22 min on a 2-core CPU. The last line is a JSON object.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import json
 from pathlib import Path

@@ -27,9 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.console import quiet_start  # noqa: E402
+from datasets.console import quiet_command  # noqa: E402
 
-quiet_start()
+if __name__ == "__main__":
+    quiet_command()
 
 import numpy as np  # noqa: E402
 

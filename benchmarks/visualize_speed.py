@@ -30,6 +30,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.console import quiet_command  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_command()
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -8,6 +8,11 @@ settings) and ``audit.html`` (one page, with example overlays).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import sys
 from pathlib import Path

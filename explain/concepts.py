@@ -39,6 +39,11 @@ each image's path, size and modification time, so a second report on the same da
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import hashlib
 import json

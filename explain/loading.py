@@ -37,6 +37,14 @@ class LoadedRun:
     config: dict
     path: Path
 
+    def setting(self, name: str, default=None):
+        """A training setting of the run: from its task's block of options (``segment:
+        {stride: 32}``), else from the top (shared settings, and runs saved before the blocks)."""
+        block = self.config.get(self.config.get("task"))
+        if isinstance(block, dict) and name in block:
+            return block[name]
+        return self.config.get(name, default)
+
 
 @dataclass
 class LoadedModel:
@@ -120,7 +128,7 @@ def loaded_model(run: LoadedRun) -> LoadedModel:
     classes = int(run.model.outputs[0].shape[-1])
     names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
     regression = run.config.get("task") == "regress" or run.model.layers[-1].name == "target_units"
-    target_name = (run.config.get("target_column") or "value") if regression else None
+    target_name = (run.setting("target_column") or "value") if regression else None
     return LoadedModel(run.model, names, input_spec(run.model), target_name)
 
 

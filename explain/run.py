@@ -12,6 +12,11 @@ batches, so memory stays flat in the number of images. See ``--help``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import sys
 from functools import partial
@@ -305,8 +310,8 @@ def sections_main(args: argparse.Namespace) -> int:
             print(f"error: {path} {err}", file=sys.stderr)
             failed += 1
             continue
-        maps = explain_section(run.model, amplitude, methods, run.config.get("stride", 32),
-                               run.config.get("normalize", "patch"), args.layer, args.batch_size)
+        maps = explain_section(run.model, amplitude, methods, run.setting("stride", 32),
+                               run.setting("normalize", "patch"), args.layer, args.batch_size)
         write_section_maps(out, Path(path).stem, amplitude, maps)
         print(f"{path}: {', '.join(f'{out / m / Path(path).stem}.png' for m in methods)}", flush=True)
     return 1 if failed else 0

@@ -9,6 +9,11 @@ error for NI. See :mod:`explain.featurevis` for the methods and ``--help`` for t
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import sys
 from pathlib import Path
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.steps < 1 or args.per_objective < 1:
             raise ExplainError(f"--steps and --per-objective must be >= 1; got {args.steps}, {args.per_objective}.")
         run = load_run(args.model, args.unsafe)
-        loaded, normalize = loaded_model(run), run.config.get("normalize", "patch")
+        loaded, normalize = loaded_model(run), run.setting("normalize", "patch")
         args.range = value_range(args.value_range, loaded.model)
         hold = parse_hold(args.hold, loaded, normalize)
         jobs = []

@@ -23,7 +23,7 @@ from conftest import ROOT
 from PIL import Image
 from test_tables import _image, make_messy_folder
 
-from datasets.console import STARTUP_NOISE
+from datasets.console import NOISE
 from datasets.images import write_image
 from datasets.synthetic import thin_sections
 from datasets.tables import check_images, load_table
@@ -134,7 +134,7 @@ def test_gif_cmyk_and_a_name_that_is_not_utf8_are_trained_on(trained):
 @pytest.mark.slow
 def test_a_newcomer_sees_our_lines_first_and_no_start_up_noise(trained):
     """TF_CPP_MIN_LOG_LEVEL is unset for this process: the entry point alone quiets the start."""
-    noise = [line for line in trained[1].stderr.splitlines() if STARTUP_NOISE.search(line)]
+    noise = [line for line in trained[1].stderr.splitlines() if NOISE.search(line)]
     assert not noise and "Traceback" not in trained[1].stderr
     assert trained[1].stdout.startswith("Run folder:")
 

@@ -11,6 +11,7 @@ from models.unet import build_resnet34_classifier, build_unet_resnet34, copy_enc
 from datasets.synthetic import write_dataset
 from training.compare_encoders import main
 from training.config import parse_config
+from training.tasks import TASKS
 
 
 def test_copy_encoder_carries_every_encoder_weight_and_nothing_else():
@@ -41,7 +42,7 @@ def segmentation_run(tmp_path_factory):
     run = root / "run"
     run.mkdir()
     parse_config(["--task", "segment", "--data", str(root / "data" / "manifest.csv"), "--patch-size", "32",
-                  "--encoder-width", "8"]).to_yaml(run / "config.yaml")
+                  "--encoder-width", "8"], TASKS).to_yaml(run / "config.yaml")
     build_unet_resnet34(1, (32, 32, 1), encoder_width=8).save(run / "model.keras")
     return run
 

@@ -179,6 +179,7 @@ def test_augmentation_flips_sar_radiometer_and_mask_together():
     """Each source carries the mask (SAR exactly, the radiometer as its block means), so any flip
     that moves one without the others shows. Break tried: the mask left unflipped."""
     from training.config import parse_config
+    from training.tasks import TASKS
     from training.tasks.fusion import FusionData
 
     from datasets.fusion import FusionSample
@@ -191,7 +192,7 @@ def test_augmentation_flips_sar_radiometer_and_mask_together():
         mwr = np.repeat(mask.reshape(4, 4, 4, 4).mean(axis=(1, 3))[..., None], 14, axis=-1).astype(np.float32)
         sar = np.stack([mask, ~mask], axis=-1).astype(np.float32)
         samples.append(FusionSample(f"s{i}", sar, mwr, mask, "train"))
-    config = parse_config(["--task", "segment", "--model", "fusion_aspp", "--batch-size", "8"])
+    config = parse_config(["--task", "segment", "--model", "fusion_aspp", "--batch-size", "8"], TASKS)
     flipped = 0
     for inputs, masks in FusionData(samples).dataset("train", config, training=True).repeat(4):
         for sar, mwr, mask in zip(inputs["sar"].numpy(), inputs["mwr"].numpy(), masks.numpy()[..., 0]):

@@ -193,15 +193,16 @@ def test_the_toy_export_predicts_like_its_best_model(interrupted_and_resumed):
 
 
 def test_task_choices_defaults_and_help_come_from_the_registry(toy_task):
-    assert "toy_brightness: predict an image's mean brightness" in " ".join(build_parser().format_help().split())
-    config = parse_config(["--task", "toy_brightness"])
+    help = " ".join(build_parser(TASKS).format_help().split())
+    assert "--task toy_brightness: predict an image's mean brightness" in help
+    config = parse_config(["--task", "toy_brightness"], TASKS)
     assert (config.model, config.image_size, config.epochs) == ("toy_brightness_net", SIZE, EPOCHS)
     with pytest.raises(ConfigError, match="model='sednet' does not toy_brightness"):
-        parse_config(["--task", "toy_brightness", "--model", "sednet"])
+        parse_config(["--task", "toy_brightness", "--model", "sednet"], TASKS)
     with pytest.raises(ConfigError, match="strategy='mirrored': --task toy_brightness trains under auto or default"):
-        parse_config(["--task", "toy_brightness", "--strategy", "mirrored"])
+        parse_config(["--task", "toy_brightness", "--strategy", "mirrored"], TASKS)
     with pytest.raises(ConfigError, match=r"task='segmentt' is not one of \['classify', 'detect', 'regress', 'segment', 'toy_brightness'\]"):
-        parse_config(["--task", "segmentt"])
+        parse_config(["--task", "segmentt"], TASKS)
 
 
 def test_a_task_name_is_registered_once(toy_task):
@@ -211,9 +212,9 @@ def test_a_task_name_is_registered_once(toy_task):
 
 def test_a_task_without_speed_switches_refuses_them():
     with pytest.raises(ConfigError, match="--task detect does not support --mixed-precision"):
-        parse_config(["--task", "detect", "--mixed-precision"])
+        parse_config(["--task", "detect", "--mixed-precision"], TASKS)
     with pytest.raises(ConfigError, match="--task detect does not support --jit"):
-        parse_config(["--task", "detect", "--jit"])
+        parse_config(["--task", "detect", "--jit"], TASKS)
 
 
 def test_every_test_that_uses_a_training_fixture_is_marked_slow(request):

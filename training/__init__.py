@@ -1,6 +1,1 @@
-"""Training: ``python -m training.run`` and the comparisons; importing it starts TensorFlow quietly
-(:func:`datasets.console.quiet_start`)."""
-
-from datasets.console import quiet_start
-
-quiet_start()
+"""Training: ``python -m training.run``, its tasks, and the experiments that reproduce the studies."""

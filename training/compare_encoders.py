@@ -19,6 +19,11 @@ stage, and whether the thesis's finding holds (``compare_encoders.md``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import sys
 import time
@@ -33,8 +38,9 @@ from explain.featurevis import Objective, VisualizeError, activation_maximizatio
 from explain.featurevis_figures import save_grid
 from models.unet import build_resnet34_classifier, copy_encoder, encoder_layers
 from training.compare_losses import run_name, train_argv, write_data
-from training.config import TrainConfig, read_yaml
+from training.config import parse_config
 from training.experiments import markdown_table, train_or_reuse
+from training.tasks import TASKS
 from training.tasks.segment import prepare_segmentation_data
 
 ZSCORE_RANGE = (-3.0, 3.0)  # patches are z-scored: AM and NI images stay within three deviations
@@ -56,7 +62,7 @@ def segmentation_run(args: argparse.Namespace) -> Path:
 def labelled_patches(run: Path, stride: int, salt_share: float, out: Path) -> dict[str, tuple[np.ndarray, ...]]:
     """Per split, the run's sections cut into patches every ``stride`` pixels, their labels (1
     where more than ``salt_share`` of the patch is salt) and their salt shares."""
-    config = TrainConfig(**{**read_yaml(run / "config.yaml")[0], "stride": stride})
+    config = parse_config(["--config", str(run / "config.yaml"), "--stride", str(stride)], TASKS)
     data = prepare_segmentation_data(Path(config.data), config, out)
     labelled = {}
     for split in ("train", "val", "test"):

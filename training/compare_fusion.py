@@ -13,6 +13,11 @@ and the charts per variant into ``--out``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import json
 import sys

@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+from training.config import STRATEGIES
 
 
 class StrategyError(ValueError):

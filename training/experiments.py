@@ -10,6 +10,7 @@ import pandas as pd
 from training.config import parse_config
 from training.runner import USER_ERRORS, run_training
 from training.runs import config_changes
+from training.tasks import TASKS
 
 
 def train_or_reuse(label: str, argv: list[str], run_dir: Path) -> Path:
@@ -20,7 +21,7 @@ def train_or_reuse(label: str, argv: list[str], run_dir: Path) -> Path:
     Raises:
         RuntimeError: the training stopped on a user error (the message says which).
     """
-    config = parse_config(argv)
+    config = parse_config(argv, TASKS)
     if (run_dir / "metrics.json").is_file() and not config_changes(run_dir, config):
         print(f"{label}: reusing the finished run in {run_dir}", flush=True)
         return run_dir

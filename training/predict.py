@@ -10,6 +10,11 @@ above ``--threshold``), ``<stem>.png`` (section, [truth,] prediction[, error]) a
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import json
 import sys
@@ -51,8 +56,8 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
         amplitude, truth = read_section(section_path, args.inline), None
     amplitude = without_nan(amplitude, section_path)
     patch = int(run.model.inputs[0].shape[1])
-    probability = predict_section(run.model, amplitude, patch, args.stride or run.config.get("stride", patch // 2),
-                                  args.normalize or run.config.get("normalize", "patch"), args.batch_size,
+    probability = predict_section(run.model, amplitude, patch, args.stride or run.setting("stride", patch // 2),
+                                  args.normalize or run.setting("normalize", "patch"), args.batch_size,
                                   verbose=1 if sys.stdout.isatty() else 0)
     out, stem = Path(args.out), Path(section_path).stem
     out.mkdir(parents=True, exist_ok=True)

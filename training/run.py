@@ -7,6 +7,11 @@ and trains SedNet on it; ``--task`` picks another task of :data:`training.tasks.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import sys
 import time
 from pathlib import Path
@@ -19,7 +24,7 @@ from training.tasks import TASKS
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
-        config = parse_config(argv)
+        config = parse_config(argv, TASKS)
         run_dir, metrics = run_training(config)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)

@@ -19,9 +19,8 @@ import tensorflow as tf
 from datasets.tables import DataError
 from models import WeightsError, start_from, trained_model_file
 from training import callbacks as tb
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.distribute import StrategyError, configure_devices, make_strategy, set_cluster, speed_switches
-from training.errors import ConfigError
 from training.runs import BACKUP, make_run_dir
 from training.tasks import TASKS, Task, TaskData
 from training.trainer import BestModelCheckpoint, fit

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import tempfile
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from training.distribute import is_chief, worker_identity
-from training.errors import ConfigError
+from training.config import ConfigError
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -63,10 +62,15 @@ def default_run_name(config: TrainConfig) -> str:
 
 
 def config_changes(run_dir: Path, config: TrainConfig) -> list[str]:
-    """The settings in which ``config`` differs from the one saved in ``run_dir`` (all, if none is)."""
+    """The settings the run uses in which ``config`` differs from the one saved in ``run_dir``
+    (all, if none is): the shared ones and the task's own options, never another task's.
+    A config saved before options moved into a block per task has them at its top."""
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    current = dataclasses.asdict(config)
-    return sorted(k for k in current if k != "overwrite" and saved.get(k) != current[k])
+    saved_options = saved.get(config.task) if isinstance(saved.get(config.task), dict) else saved
+    current = config.to_dict()
+    changed = [k for k, value in current.items() if k not in ("overwrite", config.task) and saved.get(k) != value]
+    changed += [k for k, value in current[config.task].items() if saved_options.get(k) != value]
+    return sorted(changed)
 
 
 def _require_same_config(run_dir: Path, config: TrainConfig) -> None:

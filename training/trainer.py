@@ -22,7 +22,7 @@ from training.loop import fit_distributed
 if TYPE_CHECKING:
     from training.config import TrainConfig
 
-OPTIMIZERS = {
+OPTIMIZER_FACTORIES = {  # by training.config.OPTIMIZERS' names
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
     "sgd": lambda **options: keras.optimizers.SGD(momentum=0.9, nesterov=True, **options),
@@ -85,7 +85,7 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0) -> keras
     """``--optimizer`` at a float or ``LearningRateSchedule`` learning rate, with Keras'
     decoupled weight decay when ``weight_decay`` > 0."""
     options = {"weight_decay": weight_decay} if weight_decay else {}  # AdamW keeps its own default otherwise
-    return OPTIMIZERS[name](learning_rate=learning_rate, **options)
+    return OPTIMIZER_FACTORIES[name](learning_rate=learning_rate, **options)
 
 
 def first_phase_learning_rate(config: TrainConfig, steps_per_epoch: int):

@@ -9,6 +9,11 @@ shares), and per output ``<output>_sorted.png`` (fig. 2) and
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise before anything imports it
+    from datasets.console import quiet_command
+
+    quiet_command()
+
 import argparse
 import sys
 from pathlib import Path

@@ -20,8 +20,7 @@ from datasets.augment import resolve_mirror_pairs
 from datasets.synthetic import cached_dataset
 from datasets.tables import DataError
 from models import MODELS, build_model, model_names
-from training.distribute import STRATEGIES
-from training.errors import ConfigError
+from training.config import STRATEGIES, ConfigError, Preset, TaskOptions
 from training.export import export_saved_model_atomic
 
 if TYPE_CHECKING:
@@ -62,7 +61,11 @@ class Task:
         name: the ``--task`` value.
         description: one line for ``--help``.
         defaults: configuration values that differ from :class:`TrainConfig`'s for this task;
-            the user's YAML and flags still win.
+            the user's YAML and flags still win. The bare defaults train offline on the task's
+            synthetic set with the best recipe measured here.
+        options: the dataclass of the task's own options (``TrainConfig.options``); a flag
+            of another task's options is refused.
+        presets: the studies' own settings by name (``--preset NAME``).
         strategies: the ``--strategy`` values it can train under.
         speed_switches: whether ``--mixed-precision`` and ``--jit`` apply to it.
         synthetic_options: per synthetic data set name, the generator options this task
@@ -72,6 +75,8 @@ class Task:
     name: ClassVar[str]
     description: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]] = {}
+    options: ClassVar[type[TaskOptions]] = TaskOptions
+    presets: ClassVar[Mapping[str, Preset]] = {}
     strategies: ClassVar[tuple[str, ...]] = STRATEGIES
     speed_switches: ClassVar[bool] = True
     synthetic_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -103,7 +108,7 @@ class Task:
     def build_model(self, config: TrainConfig, data: TaskData) -> keras.Model:
         """The registry model ``config.model`` with the builder options its entry takes from the config."""
         entry = MODELS[config.model]
-        options = {name: getattr(config, name) for name in entry.config_options}
+        options = {name: config.setting(name) for name in entry.config_options}
         return build_model(config.model, len(data.class_names), (config.image_size, config.image_size, 3),
                            weights=config.weights, **options)
 
@@ -155,15 +160,6 @@ def register_task(task: Task) -> Task:
     return task
 
 
-def task_help() -> str:
-    """``--task``'s help: each task, its description and the defaults it changes."""
-    parts = []
-    for task in TASKS.values():
-        changed = f" (defaults {', '.join(f'{k}={v}' for k, v in task.defaults.items())})" if task.defaults else ""
-        parts.append(f"{task.name}: {task.description}{changed}")
-    return "; ".join(parts)
-
-
 def chiral_pairs(class_names: list[str], mirror_pairs: str) -> list[tuple[str, str]]:
     """The label pairs a mirror flip swaps (``--mirror-pairs``), announced on stdout.
 
@@ -181,4 +177,4 @@ def chiral_pairs(class_names: list[str], mirror_pairs: str) -> list[tuple[str, s
 
 from training.tasks import classify, detect, regress, segment  # noqa: E402  (the built-in tasks register themselves)
 
-__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "regress", "segment", "task_help"]
+__all__ = ["TASKS", "Task", "TaskData", "chiral_pairs", "classify", "detect", "register_task", "regress", "segment"]

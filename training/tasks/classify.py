@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -27,10 +27,8 @@ from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_
                              write_bad_files, write_split)
 from models import MODELS, ConfusionMatrixAccuracy
 from training import callbacks as tb
+from training.config import TaskOptions, TrainConfig, option
 from training.tasks import Task, chiral_pairs, global_batch, register_task
-
-if TYPE_CHECKING:
-    from training.config import TrainConfig
 
 SCORES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss")
 
@@ -90,7 +88,7 @@ def prepare_classification_data(source: Path, config: TrainConfig, run_dir: Path
                         "manifest's split column.")
     write_split(table, run_dir / "split.csv")
     class_names = sorted(table["label"].unique())
-    pairs = chiral_pairs(class_names, config.mirror_pairs)
+    pairs = chiral_pairs(class_names, config.options.mirror_pairs)
     local_size = config.local_size if len(entry.input_names) > 1 else None
     spec = InputSpec(config.image_size, local_size, entry.input_names)
     counts = table.groupby("split")["label"].count().reindex(list(SPLITS)).to_dict()
@@ -138,10 +136,20 @@ def write_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     figure.savefig(out_stem.with_suffix(".png"), dpi=120)
 
 
+@dataclass
+class ClassifyOptions(TaskOptions):
+    """``--task classify``'s own options."""
+
+    mirror_pairs: str = option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
+                                       "dextral:sinistral; none")
+    tb_scores: bool = option(True, "TensorBoard: per-class precision/recall/F1 and the confusion matrix each epoch")
+
+
 class ClassifyTask(Task):
     name = "classify"
     description = ("one label per image: SedNet or a transfer-learned backbone; data are class folders or a "
                    "manifest")
+    options = ClassifyOptions
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> ClassificationData:
         return prepare_classification_data(self.resolve_source(config), config, run_dir)
@@ -163,7 +171,7 @@ class ClassifyTask(Task):
             callbacks.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
         if config.tb_histogram_freq:
             callbacks.append(tb.Histograms(run_dir, images, config.tb_histogram_freq))
-        if config.tb_scores:
+        if config.options.tb_scores:
             callbacks.append(tb.ClassScores(run_dir, data.class_names))
         return callbacks
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -31,10 +30,8 @@ from models.detector import detect
 from training import callbacks as tb
 from training.detection_metrics import coco_map
 from training.export import export_detector_atomic
+from training.config import TaskOptions, TrainConfig, option
 from training.tasks import Task, chiral_pairs, register_task
-
-if TYPE_CHECKING:
-    from training.config import TrainConfig
 
 SYNTHETIC_CLASS = "sigma_clast"
 TRUTH_COLOUR = (0, 200, 0)
@@ -64,7 +61,7 @@ def prepare_detection_data(config: TrainConfig, source: Path, run_dir: Path) -> 
         DataError: no boxes at all, a box beyond its image, or an empty split.
     """
     table, class_names = load_detection_table(source)
-    if config.detect_classes == "one":
+    if config.options.detect_classes == "one":
         name = SYNTHETIC_CLASS if config.data.startswith("synthetic:") else (
             class_names[0] if len(class_names) == 1 else "object")
         table = table.assign(box_label=table["box_label"].where(table["box_label"].isna(), name))
@@ -78,7 +75,7 @@ def prepare_detection_data(config: TrainConfig, source: Path, run_dir: Path) -> 
     check_boxes_inside(table)
     table = split_by_image(table, config)
     table.drop(columns=["height", "width"]).to_csv(run_dir / "split.csv", index=False)
-    pairs = chiral_pairs(class_names, config.mirror_pairs)
+    pairs = chiral_pairs(class_names, config.options.mirror_pairs)
     splits = {s: load_box_arrays(table[table["split"] == s], class_names, config.image_size) for s in SPLITS}
     counts = {s: f"{len(a.paths)} images/{int((a.classes >= 0).sum())} boxes" for s, a in splits.items()}
     print(f"{table['path'].nunique()} images, {int(table['xmin'].notna().sum())} boxes, classes {class_names}; "
@@ -149,6 +146,16 @@ class ValidationDetections(tb.SummaryCallback):
             logs.update(val_map50=scores["map50"], val_map50_95=scores["map50_95"])
 
 
+@dataclass
+class DetectOptions(TaskOptions):
+    """``--task detect``'s own options."""
+
+    detect_classes: str = option("one", "one (every box is one class, e.g. sigma_clast) or labels (the box labels, "
+                                        "e.g. cw/ccw: the detector predicts shear sense too)", choices=("one", "labels"))
+    mirror_pairs: str = option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
+                                       "dextral:sinistral; none")
+
+
 class DetectTask(Task):
     name = "detect"
     description = "find objects (boxes) with the RetinaNet detector; data are YOLO folders or box manifests"
@@ -156,6 +163,7 @@ class DetectTask(Task):
     strategies = ("auto", "default")  # keras-hub's box encoding and NMS run on one device here
     speed_switches = False
     synthetic_options = {"sigma_clasts": {"max_clasts": 3}}
+    options = DetectOptions
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> DetectionData:
         return prepare_detection_data(config, self.resolve_source(config), run_dir)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -33,15 +32,14 @@ from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sec
 from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
+from models.fusion import SIZES as FUSION_SIZES
 from models.losses import SEGMENTATION_LOSSES
 from training import callbacks as tb
+from training.config import TaskOptions, TrainConfig, option
 from training.segmentation_metrics import BAND_WIDTH, mask_scores
 from training.tasks import Task, global_batch, register_task
 from training.tasks.fusion import FusionData, is_fusion_model, prepare_fusion_data
 from training.tasks.panels import error_panel, gray, strip
-
-if TYPE_CHECKING:
-    from training.config import TrainConfig
 
 SCORES = ("dice", "iou", "ps")
 
@@ -73,7 +71,7 @@ class SegmentationData:
 
     def model_options(self, config: TrainConfig) -> dict:
         """``input_shape`` and the builder options the data decide."""
-        return {"input_shape": (config.patch_size, config.patch_size, 1)}
+        return {"input_shape": (config.options.patch_size, config.options.patch_size, 1)}
 
     def settings(self, config: TrainConfig) -> dict:
         """What metrics.json records about how the data were fed."""
@@ -129,17 +127,17 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     splits = split_sections(given, config.split_fractions(), config.seed)
     sections = [LabelledSection(row.section, amplitude, salt, split)
                 for (row, amplitude, salt), split in zip(loaded, splits)]
-    small = [s.name for s in sections if min(s.amplitude.shape) < config.patch_size]
+    small = [s.name for s in sections if min(s.amplitude.shape) < config.options.patch_size]
     if small:
-        print(f"note: {len(small)} section(s) are smaller than a {config.patch_size}-pixel patch and are padded "
+        print(f"note: {len(small)} section(s) are smaller than a {config.options.patch_size}-pixel patch and are padded "
               f"by mirroring (e.g. {small[0]})", flush=True)
     pd.DataFrame({"section": [s.name for s in sections], "split": splits,
                   "samples": [s.amplitude.shape[0] for s in sections],
                   "traces": [s.amplitude.shape[1] for s in sections]}).to_csv(run_dir / "split.csv", index=False)
     counts = {split: splits.count(split) for split in SPLITS}
-    print(f"{len(sections)} labelled sections; split {counts}; {config.patch_size}-pixel patches every "
-          f"{config.stride} pixels, z-scored per {config.normalize}", flush=True)
-    return SegmentationData(sections, config.patch_size, config.stride, config.normalize)
+    print(f"{len(sections)} labelled sections; split {counts}; {config.options.patch_size}-pixel patches every "
+          f"{config.options.stride} pixels, z-scored per {config.options.normalize}", flush=True)
+    return SegmentationData(sections, config.options.patch_size, config.options.stride, config.options.normalize)
 
 
 def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, stride: int, normalize: str,
@@ -186,6 +184,24 @@ class SectionScores(tb.SummaryCallback):
                                  description=f"{item.name}: {self.data.picture_legend}")
 
 
+@dataclass
+class SegmentOptions(TaskOptions):
+    """``--task segment``'s own options."""
+
+    loss: str = option("bce+dice", lambda: f"the loss, one of the salt thesis's eleven: {', '.join(SEGMENTATION_LOSSES)} "
+                                           "(bce+dice is its baseline)", choices=lambda: SEGMENTATION_LOSSES)
+    patch_size: int = option(64, "side in pixels of the square patches cut from the sections (a multiple of 32)")
+    stride: int = option(32, "pixels between patch origins, in training and when whole sections are predicted "
+                             "(overlaps are blended)")
+    normalize: str = option("patch", "z-score each patch (the thesis) or each whole section", choices=NORMALIZATIONS)
+    encoder_width: int = option(64, "filters of the U-Net encoder's first stage (64 is ResNet34; smaller is faster)")
+    fusion_size: str = option("small", "fusion_aspp: small (14 components in every group of the mixing layer) or "
+                                       "large (28 in the atrous Scales 2-16)", choices=FUSION_SIZES)
+
+    def value_problems(self) -> list[str]:
+        return [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
+
+
 class SegmentTask(Task):
     name = "segment"
     description = ("per-pixel masks: salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches "
@@ -195,15 +211,16 @@ class SegmentTask(Task):
     defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
                 "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
     strategies = ("auto", "default", "mirrored")
+    options = SegmentOptions
 
     def config_problems(self, config: TrainConfig) -> list[str]:
         if is_fusion_model(config.model):
             return []  # scenes are fed whole: no patches
         problems = []
-        if config.patch_size < 32 or config.patch_size % 32:
-            problems.append(f"patch_size={config.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
-        if not 1 <= config.stride <= config.patch_size:
-            problems.append(f"stride={config.stride} must lie in [1, patch_size={config.patch_size}]")
+        if config.options.patch_size < 32 or config.options.patch_size % 32:
+            problems.append(f"patch_size={config.options.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
+        if not 1 <= config.options.stride <= config.options.patch_size:
+            problems.append(f"stride={config.options.stride} must lie in [1, patch_size={config.options.patch_size}]")
         return problems
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> SegmentData:
@@ -211,12 +228,12 @@ class SegmentTask(Task):
         return prepare(self.resolve_source(config), config, run_dir)
 
     def build_model(self, config: TrainConfig, data: SegmentData) -> keras.Model:
-        options = {name: getattr(config, name) for name in MODELS[config.model].config_options}
+        options = {name: config.setting(name) for name in MODELS[config.model].config_options}
         return build_model(config.model, 1, weights=config.weights, **data.model_options(config), **options)
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
-        model.compile(optimizer=optimizer, loss=SEGMENTATION_LOSSES[config.loss],
+        model.compile(optimizer=optimizer, loss=SEGMENTATION_LOSSES[config.options.loss],
                       metrics=[keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
                       jit_compile=jit)
 
@@ -238,7 +255,7 @@ class SegmentTask(Task):
             metrics[split] = {**{name: float(np.mean([s[name] for s in per_item.values()])) for name in SCORES},
                               "count": len(per_item), "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
-            {"class_names": data.class_names, "loss": config.loss, "ps_band_width": BAND_WIDTH,
+            {"class_names": data.class_names, "loss": config.options.loss, "ps_band_width": BAND_WIDTH,
              **data.settings(config), **metrics}, indent=2))
         return metrics
 
