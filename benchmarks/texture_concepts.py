@@ -55,7 +55,7 @@ import pandas as pd
 
 from datasets.images import read_image
 from datasets.synthetic import write_dataset
-from explain import concepts
+from explain.concepts.__main__ import main as concepts
 from training.run import train_once
 
 CRACK_FAMILY = ("cracked", "striped", "fibrous", "wrinkled")
@@ -152,7 +152,7 @@ def main() -> None:
     results, evidence = {}, evidence_near(sem)
     for name, run_dir in runs.items():
         report = out / run_name(args.model, f"concepts_{name}")
-        if concepts.main(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
+        if concepts(["--model", str(run_dir), "--data", str(sem), "--textures", str(reference),
                           "--properties", "pitting,cracks", "--out", str(report)]):
             raise SystemExit(f"explain.concepts failed on {run_dir}")
         stages = {stage: table.set_index("texture").drop(columns="stage")

@@ -22,13 +22,15 @@ down to the explained layer only.
 from __future__ import annotations
 
 import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from explain.cam import gradcam_combination
-from explain.views import (DEFAULT_LAYER, as_input_dict, normalize, per_input, record_outputs, resolve_layers,
-                           resolve_targets, structured_inputs)
+from explain.graph import ancestors
+from explain.views import (DEFAULT_LAYER, as_input_dict, cached_view, normalize, per_input, record_outputs,
+                           resolve_layers, resolve_targets, structured_inputs)
 
 EPSILON = 1e-7
 STAGES = 5
@@ -61,24 +63,13 @@ def stage_layers(model: keras.Model, layer: str = DEFAULT_LAYER, stages: int = S
     for name, last in resolve_layers(model, layer).items():
         input_side = model.get_layer(name).output.shape[1]
         last_at_side = {}
-        for candidate in sorted(_ancestors(model, last) | {last}, key=lambda n: order.get(n, -1)):
+        for candidate in sorted(ancestors(model, last) & set(order) | {last}, key=lambda n: order.get(n, -1)):
             side = _spatial_side(model.get_layer(candidate))
             if side and 1 < side < input_side:
                 last_at_side[side] = candidate
         deepest = [last_at_side[side] for side in sorted(last_at_side, reverse=True)]
         chosen[name] = (deepest if last in deepest else [*deepest, last])[-stages:]
     return chosen
-
-
-def _ancestors(model: keras.Model, layer_name: str) -> set[str]:
-    """Names of the top-level layers that ``layer_name`` is computed from."""
-    seen, stack = set(), list(model.get_layer(layer_name)._inbound_nodes[:1])
-    while stack:
-        for parent in stack.pop().parent_nodes:
-            if parent.operation.name not in seen:
-                seen.add(parent.operation.name)
-                stack.append(parent)
-    return seen & {l.name for l in model.layers}
 
 
 def _spatial_side(layer) -> int | None:
@@ -129,16 +120,12 @@ class _FastCamView:
         return tf.add_n(resized) / len(resized)
 
 
-_VIEWS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
-
-
 def _view(model: keras.Model, layer: str, stages: int, gated: bool) -> _FastCamView:
-    key = (layer, stages, gated)
-    per_model = _VIEWS.setdefault(model, {})
-    if key not in per_model:
+    def build() -> _FastCamView:
         chosen = {name: tuple(names) for name, names in stage_layers(model, layer, stages).items()}
-        per_model[key] = _FastCamView(model, chosen, resolve_layers(model, layer) if gated else None)
-    return per_model[key]
+        return _FastCamView(model, chosen, resolve_layers(model, layer) if gated else None)
+
+    return cached_view(model, ("fastcam", layer, stages, gated), build)
 
 
 def fastcam(model, inputs, targets=None, *, layer: str = DEFAULT_LAYER,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import yaml
 from datasets.pipeline import InputSpec
 from explain import DEFAULT_LAYER, METHODS
 from explain.views import resolve_layers
+from models.saving import ModelFileError, load_keras_file
 
 DETECTOR_DEFAULT_SIZE = 128  # a bare detector file without its run's config.yaml
 
@@ -74,47 +74,18 @@ def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> L
     Raises:
         ExplainError: no such file, not a Keras archive (or truncated), or refused by safe mode.
     """
-    import models  # noqa: F401  (registers the project's custom layers)
-
     path = Path(source)
     model_path = path / "model.keras" if path.is_dir() else path
     if not model_path.is_file():
         raise ExplainError(f"No {what} at {model_path}: pass a run folder holding model.keras, or a .keras file.")
-    if not zipfile.is_zipfile(model_path):
-        raise ExplainError(f"{model_path} is not a Keras model file (.keras files are zip archives; this one is "
-                           "not, or is truncated). Pass the model.keras that python -m training.run wrote.")
     try:
-        model = keras.saving.load_model(model_path, safe_mode=not unsafe, compile=False)
-    except ValueError as err:
-        if "safe_mode" in str(err) or "lambda" in str(err).lower():
-            raise ExplainError(f"{model_path} holds Python code (e.g. a Lambda layer), which Keras' safe mode "
-                               "refuses to load. Pass --unsafe only if you trust where the file came from.") from err
-        raise ExplainError(_unloadable(model_path, err)) from err
-    except Exception as err:  # Keras raises many kinds for a damaged or foreign archive
-        raise ExplainError(_unloadable(model_path, err)) from err
+        model = load_keras_file(model_path, safe_mode=not unsafe)
+    except ModelFileError as err:
+        raise ExplainError(str(err)) from err
     metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
     names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
     settings = yaml.safe_load(config.read_text()) or {} if config.is_file() else {}
     return LoadedRun(model, names or [], settings, model_path)
-
-
-def _unloadable(path: Path, err: Exception) -> str:
-    """Why Keras could not load an archive: the Keras version that wrote it, when that differs,
-    or damage."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            written_by = json.loads(archive.read("metadata.json")).get("keras_version")
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        written_by, damaged = None, "metadata.json"
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if damaged:
-        return (f"{path} is damaged ({damaged} in the archive is unreadable or missing; Keras says: {reason}). "
-                "Copy the model.keras that python -m training.run wrote again.")
-    if written_by and written_by != keras.__version__:
-        return (f"{path} was written by Keras {written_by} and cannot be read by Keras {keras.__version__} "
-                f"installed here ({reason}). Install keras=={written_by}, or export the model again.")
-    return f"Keras {keras.__version__} cannot load {path}: {reason}."
 
 
 def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Sequence
+from typing import Callable, Hashable, Sequence, TypeVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from explain.graph import run_with_hook
 from explain.targets import Target, as_target
 
 DEFAULT_LAYER = "features"
@@ -92,7 +93,7 @@ def record_outputs(model: keras.Model, inputs, wanted: frozenset, recorded: dict
             return outputs
         return call
 
-    return model._run_through_graph(model._standardize_inputs(inputs), operation_fn=hook)
+    return run_with_hook(model, inputs, hook)
 
 
 class ModelView:
@@ -143,15 +144,23 @@ class ModelView:
 
 
 _VIEWS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+View = TypeVar("View")
+
+
+def cached_view(model: keras.Model, key: Hashable, build: Callable[[], View]) -> View:
+    """The one cache of every explainer's views: per model (held weakly, so a dropped model
+    frees its views) and per ``key``, built by ``build`` on first use. The user's model is
+    never changed."""
+    per_model = _VIEWS.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]
 
 
 def view_of(model: keras.Model, layers: Sequence[str] = ()) -> ModelView:
     """The cached view of ``model`` for ``layers``."""
-    per_model = _VIEWS.setdefault(model, {})
     key = tuple(dict.fromkeys(layers))
-    if key not in per_model:
-        per_model[key] = ModelView(model, key)
-    return per_model[key]
+    return cached_view(model, ("layers", key), lambda: ModelView(model, key))
 
 
 def as_input_dict(model: keras.Model, inputs) -> dict[str, tf.Tensor]:

@@ -17,6 +17,7 @@ import keras
 
 from models import fusion, sednet, transfer, unet
 from models.metrics import ConfusionMatrixAccuracy
+from models.saving import ModelFileError, load_keras_file
 from models.transfer import WeightsError, unfreeze_top
 
 
@@ -117,9 +118,9 @@ def start_from(model: keras.Model, trained: Path) -> list[str]:
             is missing from it or has weights of other shapes (another network or width).
     """
     try:
-        source = keras.saving.load_model(trained, compile=False, safe_mode=True)
-    except Exception as err:  # Keras raises ValueError, TypeError or OSError for a file it cannot read
-        raise WeightsError(f"--weights {trained}: not a Keras model file this version can load ({err}).") from err
+        source = load_keras_file(trained)
+    except ModelFileError as err:
+        raise WeightsError(f"--weights: {err}") from err
     theirs = {layer.name: layer for layer in source.layers}
     weighted = [layer for layer in model.layers if layer.weights]
     fresh, unfit = [], []

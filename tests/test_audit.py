@@ -12,7 +12,8 @@ import pytest
 
 from datasets.images import read_mask, resize_mask, write_image
 from datasets.synthetic import write_dataset
-from explain import audit, auditing
+from explain import audit
+from explain.audit.__main__ import main as audit_main
 
 MASKS = "evidence=grain_mask,shortcut=scale_bar_mask"
 TWO_CLASSES = ("dolomite", "siltstone")
@@ -53,7 +54,7 @@ def shortcut_free(tmp_path_factory):
 
 
 def _audit(run: Path, data: Path, out: Path, *extra: str) -> dict:
-    assert audit.main(["--model", str(run), "--data", str(data), "--masks", MASKS, "--out", str(out),
+    assert audit_main(["--model", str(run), "--data", str(data), "--masks", MASKS, "--out", str(out),
                        "--methods", "gradcam,saliency", *extra]) == 0
     return json.loads((out / "audit.json").read_text())
 
@@ -84,7 +85,7 @@ def test_a_model_trained_without_the_shortcut_is_cleared(shortcut_free, tmp_path
 
 
 def _fail(capsys, *argv: str) -> str:
-    assert audit.main(list(argv)) == 2
+    assert audit_main(list(argv)) == 2
     return capsys.readouterr().err
 
 
@@ -130,7 +131,7 @@ def test_the_control_region_has_the_shortcut_area_and_inpainting_removes_the_bar
     mask = np.zeros((64, 64), bool)
     mask[50:54, 30:50] = True
     image[mask] = 250
-    region = auditing.random_region(mask, np.random.default_rng(0))
+    region = audit.random_region(mask, np.random.default_rng(0))
     assert region.sum() == mask.sum() and (region & mask).sum() == 0
-    assert np.abs(auditing.inpaint(image, mask).astype(int) - 120).max() <= 2
+    assert np.abs(audit.inpaint(image, mask).astype(int) - 120).max() <= 2
     assert cv2.countNonZero((image != 120).any(-1).astype(np.uint8)) == mask.sum()

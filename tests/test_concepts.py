@@ -14,7 +14,7 @@ import pytest
 from datasets.synthetic import write_dataset
 from datasets.synthetic.textures import CLASSES, generate
 from explain.concepts import _at_peaks, affinity, class_distances, lot_relevance
-from explain.concepts import main as concepts
+from explain.concepts.__main__ import main as concepts
 
 
 def test_class_distances_average_each_class_k_nearest():

@@ -146,3 +146,10 @@ def test_every_bare_default_trains_offline():
     assert (study.model, study.weights, study.optimizer, study.lr) == ("resnet50", "imagenet", "sgd", 0.01)
     assert parse_config(["--task", "regress", "--preset", "sem-study", "--lr", "0.1"], TASKS).lr == 0.1
     assert "--preset sem-study: the SEM study's setting" in " ".join(build_parser(TASKS).format_help().split())
+
+
+def test_the_optimizer_names_are_the_optimizers_the_trainer_builds():
+    from training.config import OPTIMIZERS
+    from training.trainer import OPTIMIZER_FACTORIES
+
+    assert sorted(OPTIMIZERS) == sorted(OPTIMIZER_FACTORIES)

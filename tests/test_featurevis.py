@@ -1,5 +1,5 @@
 """Feature visualisation: known answers for activation maximisation and network inversion,
-SedNet's two inputs, the bad inputs of the issue, and ``python -m explain.visualize``."""
+SedNet's two inputs, the bad inputs of the issue, and ``python -m explain.featurevis``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datasets.images import write_image
 from explain import LayerError
 from explain.featurevis import (Objective, VisualizeError, activation_maximization, high_frequency_share,
                                 network_inversion, objective_scores, parse_objective)
-from explain.visualize import main as visualize_main
+from explain.featurevis.__main__ import main as visualize_main
 from models import build_model
 from models.unet import build_resnet34_classifier
 
@@ -188,7 +188,7 @@ def test_a_model_without_gradients_gets_a_clear_message():
     assert activation_maximization(model, ["conv:0"], steps=1, value_range=(0.0, 1.0)).shape == (1, SIZE, SIZE, 1)
 
 
-# --- python -m explain.visualize ---------------------------------------------------------------
+# --- python -m explain.featurevis ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def sednet_file(sednet, tmp_path_factory):

@@ -193,7 +193,7 @@ def test_explain_reads_the_true_values_of_a_target_column_that_is_no_identifier(
     import dataclasses
 
     from explain.loading import load_model
-    from explain.run import explain_images
+    from explain.images import explain_images
 
     run_dir, _ = regress_run
     loaded = dataclasses.replace(load_model(run_dir), target_name="CPS (MPa)")

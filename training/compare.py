@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from datasets.synthetic import write_dataset
-from explain.auditing import AuditError, AuditSettings, run_audit
+from explain.audit import AuditError, AuditSettings, run_audit
 from training.experiments import markdown_table, train_or_reuse
 
 PAPER_MODELS = ("sednet", "resnet50", "efficientnetb2", "mobilenetv3")

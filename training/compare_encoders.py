@@ -35,7 +35,7 @@ import pandas as pd
 
 from explain import LayerError
 from explain.featurevis import Objective, VisualizeError, activation_maximization, check_objectives, network_inversion
-from explain.featurevis_figures import save_grid
+from explain.featurevis.figures import save_grid
 from models.unet import build_resnet34_classifier, copy_encoder, encoder_layers
 from training.compare_losses import run_name, train_argv, write_data
 from training.config import parse_config

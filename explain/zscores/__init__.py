@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+from explain.graph import call_inputs, producer
+
 LINEAR_ACTIVATIONS = ("linear", "sigmoid", "softmax")  # monotone maps of the linear logits
 PASS_THROUGH = ("Activation", "Softmax", "Identity")
 UPSAMPLING = ("UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing")
@@ -52,14 +54,6 @@ class Group:
     start: int
     stop: int
     source: object  # the KerasTensor whose channels are these inputs (before any upsampling)
-
-
-def _producer(tensor) -> keras.layers.Layer:
-    return tensor._keras_history.operation
-
-
-def _input_of(layer: keras.layers.Layer):
-    return layer._inbound_nodes[0].input_tensors
 
 
 def is_linear_head(layer: keras.layers.Layer) -> bool:
@@ -90,10 +84,10 @@ def find_linear_head(model: keras.Model, layer: str | None = None) -> keras.laye
             raise ZScoreError(f"{layer!r} is a {type(found).__name__}, not a Dense layer or 1x1 convolution with a "
                               f"linear activation; the model's linear layers are {candidates}.")
         return found
-    current, passed = _producer(model.outputs[0]), []
+    current, passed = producer(model.outputs[0]), []
     while type(current).__name__ in PASS_THROUGH:
         passed.append(current.name)
-        current = _producer(_input_of(current)[0])
+        current = producer(call_inputs(current)[0])
     if not is_linear_head(current):
         chain = " <- ".join([*passed, current.name])
         raise ZScoreError(f"The output is not made by a linear layer: the last layers are {chain} "
@@ -104,16 +98,16 @@ def find_linear_head(model: keras.Model, layer: str | None = None) -> keras.laye
 
 def input_groups(head: keras.layers.Layer) -> list[Group]:
     """The head's inputs grouped by the layers concatenated into it (one group otherwise)."""
-    (tensor,) = _input_of(head)
-    producer = _producer(tensor)
-    parts = _input_of(producer) if type(producer).__name__ == "Concatenate" else [tensor]
+    (tensor,) = call_inputs(head)
+    made_by = producer(tensor)
+    parts = call_inputs(made_by) if type(made_by).__name__ == "Concatenate" else [tensor]
     groups, start = [], 0
     for part in parts:
         source = part
-        while type(_producer(source)).__name__ in UPSAMPLING:
-            source = _input_of(_producer(source))[0]
+        while type(producer(source)).__name__ in UPSAMPLING:
+            source = call_inputs(producer(source))[0]
         width = int(part.shape[-1])
-        groups.append(Group(_producer(source).name, start, start + width, source))
+        groups.append(Group(producer(source).name, start, start + width, source))
         start += width
     return groups
 
@@ -176,7 +170,7 @@ def stream_moments(model: keras.Model, groups: list[Group], batches: Iterable, k
         deviation of its summed contribution ``sum_i c_ik x_i`` to each output (NaN for a span
         that crosses inputs of different resolutions).
     """
-    internal = [g for g in groups if _producer(g.source).__class__.__name__ != "InputLayer"]
+    internal = [g for g in groups if producer(g.source).__class__.__name__ != "InputLayer"]
     view = keras.Model(model.input, [g.source for g in internal]) if internal else None
     inside = {name: next((g for g in groups if g.start <= start and stop <= g.stop), None)
               for name, start, stop in spans}
@@ -312,7 +306,7 @@ def ablated_logits(model: keras.Model, inputs, layer: str | None = None,
     """
     head = find_linear_head(model, layer)
     spans = groups or [(g.name, g.start, g.stop) for g in input_groups(head)]
-    (tensor,) = _input_of(head)
+    (tensor,) = call_inputs(head)
     features = keras.ops.convert_to_numpy(keras.Model(model.input, tensor).predict(inputs, verbose=0))
     kernel = keras.ops.convert_to_numpy(head.kernel)
     kernel = kernel.reshape(-1, kernel.shape[-1])

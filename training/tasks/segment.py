@@ -29,7 +29,7 @@ import tensorflow as tf
 from datasets.images import write_image
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sections, read_section_manifest,
                               section_image, section_patches, split_sections)
-from datasets.tables import SPLITS, DataError, write_bad_files
+from datasets.tables import SPLITS, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
 from models.fusion import SIZES as FUSION_SIZES

@@ -1,5 +1,5 @@
 """The audit's report files: the tables as CSV and JSON, and one HTML page with the verdicts,
-the measures, the sanity check and example overlays (:mod:`explain.auditing` measures)."""
+the measures, the sanity check and example overlays (:mod:`explain.audit` measures)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
+from explain.graph import ancestors
 from explain.views import LayerError, as_input_dict, record_outputs, structured_inputs
 
 Range = tuple[float, float]
@@ -138,15 +139,7 @@ def inputs_feeding(model: keras.Model, layer: str) -> list[str]:
     names = [t.name for t in (model.input.values() if isinstance(model.input, dict) else model.inputs)]
     if layer not in {l.name for l in model.layers}:
         return names
-    found, seen, pending = set(), set(), list(model.get_layer(layer)._inbound_nodes[:1])
-    while pending:
-        node = pending.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.is_input:
-            found.add(node.operation.name)
-        pending += node.parent_nodes
+    found = ancestors(model, layer)
     return [name for name in names if name in found] or names
 
 

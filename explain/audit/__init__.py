@@ -18,7 +18,7 @@ does. The explanation metrics are reported beside the verdict, not folded into i
 sit on the shortcut while the model does not need it, and the reverse.
 
 Each method also gets Adebayo et al.'s weight-randomisation sanity check on a few images.
-:func:`run_audit` measures and hands the tables to :mod:`explain.audit_report`;
+:func:`run_audit` measures and hands the tables to :mod:`explain.audit.report`;
 ``python -m explain.audit`` is its command line.
 """
 
@@ -35,7 +35,7 @@ from datasets.images import UnreadableImageError, read_each, read_image, read_ma
 from datasets.pipeline import for_model, model_inputs, stack_inputs
 from datasets.tables import BOX_COLUMNS, list_images, write_bad_files
 from explain import DEFAULT_LAYER, METHODS
-from explain.audit_report import MASK_COLOURS, write_report
+from explain.audit.report import MASK_COLOURS, write_report
 from explain.metrics import (deletion_insertion, energy_in_mask, main_map, mask_area, pointing_game,
                              randomisation_check, relevance_rank_accuracy, softmax)
 from explain.overlay import overlay

@@ -1,6 +1,6 @@
 """``python -m explain.audit``: does a model decide on the evidence or on a shortcut?
 
-Measures with :mod:`explain.auditing` (see there for what and why) and writes
+Measures with :mod:`explain.audit` (see there for what and why) and writes
 ``audit_images.csv`` (one row per image), ``audit.csv`` (the summary, long format: class,
 method, mask, metric, value, images), ``audit.json`` (verdicts, summary, sanity check,
 settings) and ``audit.html`` (one page, with example overlays).
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from datasets.tables import DataError
 from explain import LayerError
-from explain.auditing import AuditError, AuditSettings, parse_masks, run_audit
+from explain.audit import AuditError, AuditSettings, parse_masks, run_audit
 from explain.loading import ExplainError, add_model_arguments, parse_methods
 
 
