@@ -36,7 +36,7 @@ from explain import run as explain_run
 from explain.loading import load_detector
 from models.detector import detect
 from training.detection_metrics import coco_map, match_to_truth
-from training.run import train_once
+from training.experiments import train_or_reuse
 
 GOALS = {"map50": 0.8, "shear_sense_accuracy": 0.9}
 HELD_OUT_SEED = 1000  # training sets use seed 0: rng([seed, i]) never repeats an image
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     logdir = out / "runs"
-    detector_dir = train_once(logdir, "detector", ["--task", "detect", *shlex.split(args.detector_flags)])
-    classifier_dir = train_once(logdir, "sednet", shlex.split(args.classifier_flags))
+    detector_dir = train_or_reuse("detector", ["--task", "detect", *shlex.split(args.detector_flags)],
+                                  logdir / "detector")
+    classifier_dir = train_or_reuse("classifier", shlex.split(args.classifier_flags), logdir / "sednet")
     manifest = write_dataset("sigma_clasts", out / "held_out", n=args.held_out, seed=HELD_OUT_SEED, size=args.size,
                              max_clasts=3)
     code = explain_run.main(["--detector", str(detector_dir), "--classifier", str(classifier_dir),

@@ -56,7 +56,7 @@ import pandas as pd
 from datasets.images import read_image
 from datasets.synthetic import write_dataset
 from explain.concepts.__main__ import main as concepts
-from training.run import train_once
+from training.experiments import train_or_reuse
 
 CRACK_FAMILY = ("cracked", "striped", "fibrous", "wrinkled")
 PIT_FAMILY = ("dotted", "flecked", "porous")
@@ -139,15 +139,17 @@ def main() -> None:
               "--seed", str(args.seed),
               *(["--local-size", str(args.size // 2)] if args.model == "sednet" else ["--train-backbone"])]
     runs_dir = out / "runs"
-    texture_run = train_once(runs_dir, run_name(args.model, "texture_classifier"),
-                             ["--task", "classify", "--data", str(pretrain), "--epochs", str(args.pretrain_epochs),
-                              *common, "--weights", "none"])
+    texture_name = run_name(args.model, "texture_classifier")
+    texture_run = train_or_reuse(texture_name, ["--task", "classify", "--data", str(pretrain), "--epochs",
+                                                str(args.pretrain_epochs), *common, "--weights", "none"],
+                                 runs_dir / texture_name)
     regress = ["--task", "regress", "--data", str(sem), "--epochs", str(args.epochs), "--weight-decay", "0",
                "--dropout", "0", *common]
     starts = {"scratch": "none", "textures": str(texture_run)}
     if args.pretrained:
         starts["pretrained"] = args.pretrained
-    runs = {name: train_once(runs_dir, run_name(args.model, REGRESSOR_RUNS[name]), [*regress, "--weights", weights])
+    runs = {name: train_or_reuse(name, [*regress, "--weights", weights],
+                                 runs_dir / run_name(args.model, REGRESSOR_RUNS[name]))
             for name, weights in starts.items()}
     results, evidence = {}, evidence_near(sem)
     for name, run_dir in runs.items():

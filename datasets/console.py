@@ -82,3 +82,15 @@ def quiet_command() -> None:
     except (OSError, ValueError):
         return
     atexit.register(_filter.close)
+
+
+def quiet_if_starting_command() -> None:
+    """:func:`quiet_command` when Python is starting ``python -m PACKAGE.MODULE`` of the package
+    that calls this from its ``__init__`` (Python sets ``sys.argv[0]`` to ``"-m"`` while it
+    locates the module, which imports the package first); a plain import changes nothing.
+
+    For packages whose ``__init__`` imports TensorFlow itself (``explain``, its methods;
+    ``training.experiments``, the runner): their commands' own guard would come too late.
+    """
+    if sys.argv[:1] == ["-m"]:
+        quiet_command()

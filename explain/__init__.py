@@ -8,12 +8,9 @@ sample's predicted class, an int for one class, or one int per sample.
 
 from __future__ import annotations
 
-import sys
+from datasets.console import quiet_if_starting_command
 
-if sys.argv[:1] == ["-m"]:  # `python -m explain.…` is starting (Python sets argv[0] to "-m" while it finds
-    from datasets.console import quiet_command  # the module): quiet TensorFlow before the methods import it
-
-    quiet_command()
+quiet_if_starting_command()  # `python -m explain.…`: before the methods below import TensorFlow
 
 from explain.cam import gradcam, gradcam_plus_plus, layercam, scorecam  # noqa: E402
 from explain.fastcam import fastcam, fastcam_gradcam  # noqa: E402

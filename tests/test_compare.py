@@ -1,4 +1,4 @@
-"""``python -m training.compare`` end to end on a tiny budget, and the option it relies on."""
+"""``python -m training.experiments sednet-paper`` end to end on a tiny budget, and the option it relies on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from models import build_model
-from training import compare
+from training.experiments import sednet_paper
+from training.experiments.__main__ import main as experiments_main
 
 
 def test_a_backbone_trains_whole_only_when_asked():
@@ -24,7 +25,7 @@ def test_a_backbone_trains_whole_only_when_asked():
 def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_path, capsys):
     argv = ["--out", str(tmp_path), "--models", "sednet,vgg19", "--n", "36", "--size", "32",
             "--epochs", "1", "--batch-size", "8", "--seeds", "0"]
-    assert compare.main(argv) == 0
+    assert experiments_main(["sednet-paper", *argv]) == 0
     table = pd.read_csv(tmp_path / "compare.csv")
     assert list(table["model"]) == ["sednet", "vgg19"]
     for column in ("train_accuracy", "test_precision", "test_recall", "test_f1", "test_loss", "accuracy_drop",
@@ -37,14 +38,14 @@ def test_compare_writes_table_two_and_the_audit_then_reuses_finished_runs(tmp_pa
     assert "| sednet |" in markdown and "| vgg19 |" in markdown and "## Readings that hold in every seed" in markdown
     assert (tmp_path / "seed_0" / "audits" / "vgg19" / "audit.html").is_file()
     capsys.readouterr()
-    assert compare.main(argv) == 0
+    assert experiments_main(["sednet-paper", *argv]) == 0
     again = capsys.readouterr().out
     assert again.count("reusing the finished run") == 2 and again.count("reusing the finished audit") == 2
     assert pd.read_csv(tmp_path / "compare.csv").equals(table)
 
 
 def test_an_unknown_model_is_refused(tmp_path, capsys):
-    assert compare.main(["--out", str(tmp_path), "--models", "sednet,alexnet"]) == 2
+    assert experiments_main(["sednet-paper", "--out", str(tmp_path), "--models", "sednet,alexnet"]) == 2
     assert "alexnet" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -64,11 +65,11 @@ def test_a_reading_holds_only_when_every_seed_agrees():
     """Broken on purpose: counting a reading as holding when most seeds agree fails this."""
     table = comparison([[0.5, 0.7, 0.5], [0.6, 0.7, 0.5], [0.6, 0.8, 0.4]],
                        [[True, False, False], [True, False, True], [True, False, False]])
-    holds, varies = compare.conclusions(table)
+    holds, varies = sednet_paper.conclusions(table)
     assert "a needs the scale bar (all test images pooled): 3 of 3 seed(s)" in holds
     assert "b needs the scale bar (all test images pooled): 0 of 3 seed(s)" in holds
     assert "c needs the scale bar (all test images pooled): 1 of 3 seed(s)" in varies
     assert "test accuracy ranks b > a = c: 1 of 3 seed(s)" in varies
     assert "test accuracy ranks b > a > c: 2 of 3 seed(s)" in varies
-    spread = compare.mean_and_spread(table, ["test_accuracy"]).set_index("model")["test_accuracy"]
+    spread = sednet_paper.mean_and_spread(table, ["test_accuracy"]).set_index("model")["test_accuracy"]
     assert spread["a"] == "0.567 ± 0.058" and spread["b"] == "0.733 ± 0.058"

@@ -1,4 +1,4 @@
-"""The salt thesis's encoder comparison: the encoder transfer and ``python -m training.compare_encoders``
+"""The salt thesis's encoder comparison: the encoder transfer and ``python -m training.experiments salt-encoders``
 end to end on tiny settings."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from models.unet import build_resnet34_classifier, build_unet_resnet34, copy_encoder, encoder_layers
 from datasets.synthetic import write_dataset
-from training.compare_encoders import main
+from training.experiments import EXPERIMENTS, run_experiment
 from training.config import parse_config
 from training.tasks import TASKS
 
@@ -50,7 +50,7 @@ def segmentation_run(tmp_path_factory):
 def test_compare_encoders_end_to_end(segmentation_run, tmp_path):
     out = tmp_path / "cmp"
     stages = ["stem_out", "stage3_out"]
-    assert main(["--out", str(out), "--segmentation", str(segmentation_run), "--encoder-width", "8",
+    assert run_experiment(EXPERIMENTS["salt-encoders"], ["--out", str(out), "--segmentation", str(segmentation_run), "--encoder-width", "8",
                  "--classifier-epochs", "1", "--stride", "16", "--steps", "2", "--am-images", "2", "--ni-images", "1",
                  "--stages", ",".join(stages)]) == 0
     table = pd.read_csv(out / "compare_encoders.csv")
@@ -58,11 +58,12 @@ def test_compare_encoders_end_to_end(segmentation_run, tmp_path):
     assert sorted(table["layer"].unique()) == sorted(stages) and len(table) == 3 * len(stages)
     assert table["ssim"].between(-1, 1).all()
     report = (out / "compare_encoders.md").read_text()
-    assert "keeps more detail at depth\" holds" in report or "does not hold" in report
+    assert "- the segmentation encoder keeps more detail at depth: " in report
+    assert "depth: holds here (mean SSIM" in report or "depth: does not hold here (mean SSIM" in report
     assert {"am_salt.png", "inversion_0.png", "segmentation_encoder.keras", "from_scratch.keras"} <= {
         p.name for p in out.iterdir()}
 
 
 def test_compare_encoders_refuses_an_unknown_stage_before_training(segmentation_run, tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "cmp"), "--segmentation", str(segmentation_run), "--stages", "stage9_out"]) == 2
+    assert run_experiment(EXPERIMENTS["salt-encoders"], ["--out", str(tmp_path / "cmp"), "--segmentation", str(segmentation_run), "--stages", "stage9_out"]) == 2
     assert "stage9_out" in capsys.readouterr().err and not (tmp_path / "cmp" / "from_scratch.keras").exists()

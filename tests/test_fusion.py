@@ -158,9 +158,10 @@ def test_a_fusion_model_on_a_section_manifest_stops_with_the_columns_it_needs(tm
 @pytest.mark.slow
 def test_compare_fusion_checks_the_papers_findings_under_every_score(tmp_path):
     """Small and Large on six tiny scenes: the shares, the ablation and a verdict per finding and score."""
-    from training.compare_fusion import SCORES, main as compare_main
+    from training.experiments.__main__ import main as experiments_main
+    from training.experiments.sea_ice_fusion import SCORES
 
-    code, stdout = _captured(compare_main, ["--out", str(tmp_path), "--n", "6", "--size", "32", "--mwr-scale", "4",
+    code, stdout = _captured(experiments_main, ["sea-ice-fusion", "--out", str(tmp_path), "--n", "6", "--size", "32", "--mwr-scale", "4",
                                             "--epochs", "1", "--batch-size", "4"])
     assert code == 0, stdout
     table = pd.read_csv(tmp_path / "compare_fusion.csv")

@@ -14,7 +14,6 @@ if __name__ == "__main__":  # a command: filter TensorFlow's harmless noise befo
 
 import sys
 import time
-from pathlib import Path
 
 from training.config import parse_config
 from training.runner import USER_ERRORS, print_summary, run_training
@@ -31,21 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_summary(TASKS[config.task], run_dir, metrics, time.perf_counter() - started, config.logdir)
     return 0
-
-
-def train_once(logdir: Path, name: str, argv: list[str]) -> Path:
-    """Trains ``LOGDIR/NAME`` with the flags ``argv`` unless a finished run (one with
-    ``metrics.json``) is there, so a benchmark's runs are reused; returns the run folder.
-
-    Raises:
-        SystemExit: the training failed (its message is printed above).
-    """
-    run_dir = Path(logdir) / name
-    if not (run_dir / "metrics.json").is_file():
-        code = main([*argv, "--logdir", str(logdir), "--run-name", name, "--overwrite"])
-        if code:
-            raise SystemExit(f"training {name} failed (exit {code})")
-    return run_dir
 
 
 if __name__ == "__main__":
