@@ -27,7 +27,7 @@ from datasets.synthetic import GENERATORS
 from models import MODELS
 
 __all__ = ["ConfigError", "OPTIMIZERS", "Preset", "STRATEGIES", "TaskOptions", "TrainConfig", "build_parser",
-           "option", "parse_config", "read_yaml"]
+           "option", "parse_config", "read_yaml", "reference_markdown"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -311,6 +311,38 @@ def _add_flags(group, kind: type, only: set[str] | None = None,
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
             group.add_argument(flag, type=kind_of, default=None, metavar=f.name.upper(), help=help)
+
+
+def reference_markdown(tasks: Mapping[str, Any]) -> str:
+    """The configuration reference (``docs/configuration.md``): every shared setting, then each
+    task's defaults, presets and options, from the same fields the CLI is generated from."""
+    lines = ["# Configuration reference", "",
+             "Generated from the options themselves by `python -m training.reference > docs/configuration.md`; "
+             "`tests/test_docs.py` checks that it is current. Every setting is a flag of `python -m training.run` "
+             "(`image_size` is `--image-size`) and a key of its YAML file (`--config`): the shared ones at the "
+             "top, a task's own options at the top or in a block under the task's name. Precedence, lowest "
+             "first: the defaults below, the task's defaults, the model's, the preset's, the YAML file, the flags.",
+             "", "## Shared by every task", "", *_options_table(TrainConfig)]
+    for task in tasks.values():
+        lines += ["", f"## --task {task.name}", "", f"{task.description}.", "",
+                  f"Models: {', '.join(f'`{m}`' for m in task.models())}.", ""]
+        if task.defaults:
+            lines += ["Defaults over the shared ones: " + ", ".join(f"`{k}={v}`" for k, v in task.defaults.items())
+                      + ".", ""]
+        lines += [f"Preset `{name}`: {preset.summary()}." for name, preset in task.presets.items()]
+        lines += [""] if task.presets else []
+        lines += _options_table(task.options) if _cli_fields(task.options) else ["No options of its own."]
+    return "\n".join(lines) + "\n"
+
+
+def _options_table(kind: type) -> list[str]:
+    rows = ["| setting | type | default | what |", "| --- | --- | --- | --- |"]
+    for f in _cli_fields(kind):
+        choices = _resolved(f.metadata.get("choices"))
+        what = _resolved(f.metadata["help"]) + (f" (one of: {', '.join(map(str, choices))})" if choices else "")
+        rows.append(f"| `{f.name}` | {_field_types(kind)[f.name].__name__} | `{f.default!r}` | "
+                    f"{what.replace('|', '/')} |")
+    return rows
 
 
 def parse_config(argv: list[str] | None, tasks: Mapping[str, Any]) -> TrainConfig:
