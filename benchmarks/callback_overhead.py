@@ -38,7 +38,7 @@ import keras  # noqa: E402
 from training.config import TrainConfig, parse_config  # noqa: E402
 from training.runner import tensorboard_callbacks  # noqa: E402
 from training.tasks import TASKS  # noqa: E402
-from training.trainer import BestModelCheckpoint, fit  # noqa: E402
+from training.phases import BestModelCheckpoint, fit  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -27,7 +27,7 @@ import numpy as np
 from datasets.detection import detection_dataset, load_box_arrays, read_box_manifest
 from datasets.synthetic import write_dataset
 from models.detector import build_detector, detect, focal_prior_bias
-from training.detection_metrics import coco_map
+from training.tasks.detect.metrics import coco_map
 
 def keras_hub_initialisation(detector: keras.Model) -> None:
     """Puts the two biases back as keras-hub 0.32 initialises them."""

@@ -35,7 +35,7 @@ from datasets.synthetic import write_dataset
 from explain import run as explain_run
 from explain.loading import load_detector
 from models.detector import detect
-from training.detection_metrics import coco_map, match_to_truth
+from training.tasks.detect.metrics import coco_map, match_to_truth
 from training.experiments import train_or_reuse
 
 GOALS = {"map50": 0.8, "shear_sense_accuracy": 0.9}

@@ -10,7 +10,7 @@ import keras
 class ConfusionMatrixAccuracy(keras.metrics.Metric):
     """Accuracy that keeps the whole confusion matrix (rows: true class, columns: predicted).
 
-    Its ``result()`` is the accuracy, so it logs as one scalar; ``training.callbacks.ClassScores``
+    Its ``result()`` is the accuracy, so it logs as one scalar; ``training.summaries.ClassScores``
     reads the matrix itself for per-class scores.
     """
 

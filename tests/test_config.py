@@ -122,7 +122,7 @@ def test_resume_compares_only_what_the_run_uses(tmp_path):
     """A run saved before options had blocks holds every task's options at its top: another
     task's (loss for a classifier) must not block the resume, its own still does. Break tried:
     comparing every saved key, as before; the foreign ``loss`` is then reported."""
-    from training.runs import config_changes
+    from training.run_folders import config_changes
 
     config = parse_config(["--epochs", "3"], TASKS)
     saved = {k: v for k, v in config.to_dict().items() if k != "classify"}
@@ -150,6 +150,6 @@ def test_every_bare_default_trains_offline():
 
 def test_the_optimizer_names_are_the_optimizers_the_trainer_builds():
     from training.config import OPTIMIZERS
-    from training.trainer import OPTIMIZER_FACTORIES
+    from training.phases import OPTIMIZER_FACTORIES
 
     assert sorted(OPTIMIZERS) == sorted(OPTIMIZER_FACTORIES)

@@ -18,7 +18,7 @@ from explain.run import main as explain_main
 from explain.two_stage import annotate
 from models import WeightsError, build_model
 from models.detector import detect
-from training.detection_metrics import coco_map, match_to_truth
+from training.tasks.detect.metrics import coco_map, match_to_truth
 from training.run import main as train_main
 
 DETECT_TINY = ["--task", "detect", "--synthetic-n", "12", "--synthetic-size", "96", "--image-size", "96",

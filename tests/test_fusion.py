@@ -181,7 +181,7 @@ def test_augmentation_flips_sar_radiometer_and_mask_together():
     that moves one without the others shows. Break tried: the mask left unflipped."""
     from training.config import parse_config
     from training.tasks import TASKS
-    from training.tasks.fusion import FusionData
+    from training.tasks.segment.fusion import FusionData
 
     from datasets.fusion import FusionSample
 

@@ -18,7 +18,7 @@ from datasets.synthetic.seismic_salt import SHAPES, generate
 from datasets.tiles import blend_tiles, cut_tiles, tile_starts
 from models import build_model
 from models.losses import SEGMENTATION_LOSSES, boundary_distance, lovasz
-from training.segmentation_metrics import boundary_band, dice, iou, mask_scores, perimetric_similarity
+from training.tasks.segment.metrics import boundary_band, dice, iou, mask_scores, perimetric_similarity
 
 
 # --- synthetic sections and readers -------------------------------------------------------

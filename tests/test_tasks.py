@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from models import MODELS, ModelEntry, register
-from training import callbacks as tb
+from training import summaries as tb
 from training.config import ConfigError, build_parser, parse_config
 from training.run import main
 from training.tasks import TASKS, Task, register_task

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import models  # noqa: F401  (registers the custom layers model.keras needs)
-from training.callbacks import GradCamImages, scores_from_confusion
+from training.tasks.classify.callbacks import GradCamImages, scores_from_confusion
 from training.distribute import is_chief
 
 EPOCHS = 2  # the sednet_run fixture trains two epochs on ccw/cw

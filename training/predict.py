@@ -26,7 +26,7 @@ from datasets.images import UnreadableImageError, write_image
 from datasets.seismic import NORMALIZATIONS, read_labelled_section, read_section, without_nan
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
-from training.segmentation_metrics import mask_scores
+from training.tasks.segment.metrics import mask_scores
 from training.tasks.segment import predict_section, section_picture
 
 

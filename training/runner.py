@@ -18,12 +18,12 @@ import tensorflow as tf
 
 from datasets.tables import DataError
 from models import WeightsError, start_from, trained_model_file
-from training import callbacks as tb
+from training import summaries as tb
 from training.config import ConfigError, TrainConfig
 from training.distribute import StrategyError, configure_devices, make_strategy, set_cluster, speed_switches
-from training.runs import BACKUP, make_run_dir
+from training.run_folders import BACKUP, make_run_dir
 from training.tasks import TASKS, Task, TaskData
-from training.trainer import BestModelCheckpoint, fit
+from training.phases import BestModelCheckpoint, fit
 
 USER_ERRORS = (ConfigError, DataError, WeightsError, StrategyError)  # one line and exit code 2, no traceback
 
@@ -98,7 +98,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
 def tensorboard_callbacks(task: Task, config: TrainConfig, run_dir: Path,
                           data: TaskData) -> list[keras.callbacks.Callback]:
     """The run's TensorBoard callbacks in the one order that works: the task's epoch metrics add
-    to the logs before :class:`~training.callbacks.EpochScalars` writes them; the task's pictures,
+    to the logs before :class:`~training.summaries.EpochScalars` writes them; the task's pictures,
     the HParams and the model summary follow; the flush comes after every writer. (The trainer
     puts the best-model checkpoint and then each phase's backup before these.)"""
     callbacks = [*task.epoch_metrics(config, run_dir, data), tb.EpochScalars(run_dir),

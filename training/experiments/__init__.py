@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 from datasets.synthetic import write_dataset  # noqa: E402
 from training.config import parse_config  # noqa: E402
 from training.runner import USER_ERRORS, run_training  # noqa: E402
-from training.runs import config_changes  # noqa: E402
+from training.run_folders import config_changes  # noqa: E402
 from training.tasks import TASKS  # noqa: E402
 
 

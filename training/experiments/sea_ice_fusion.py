@@ -28,7 +28,7 @@ from explain.zscores.figures import group_sums_figure, sorted_scores_figure
 from models.fusion import SIZES
 from training.experiments import (Experiment, Finding, Result, markdown_table, register_experiment, synthetic_data,
                                   train_or_reuse)
-from training.segmentation_metrics import mask_scores
+from training.tasks.segment.metrics import mask_scores
 
 SCORES = {"z": "Z = c / sigma (the paper's)", "standardized": "c * sigma (standardised)",
           "contribution": "std of each group's summed contribution",

@@ -29,7 +29,7 @@ from datasets.pipeline import InputSpec, load_example, make_dataset, stack_input
 from datasets.tables import SPLITS, DataError, check_images, write_bad_files, write_csv
 from datasets.targets import group_labels, read_targets, resolve_group_column, single_image_note
 from models import MODELS, build_model, model_names
-from training import callbacks as tb
+from training import summaries as tb
 from training.config import Preset, TaskOptions, TrainConfig, option
 from training.tasks import Task, global_batch, register_task
 

@@ -26,9 +26,10 @@ from datasets.pipeline import InputSpec, load_example, make_dataset
 from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_table, stratified_split,
                              write_bad_files, write_split)
 from models import MODELS, ConfusionMatrixAccuracy
-from training import callbacks as tb
+from training import summaries as tb
 from training.config import TaskOptions, TrainConfig, option
 from training.tasks import Task, chiral_pairs, global_batch, register_task
+from training.tasks.classify.callbacks import ClassScores, GradCamImages
 
 SCORES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss")
 
@@ -168,11 +169,11 @@ class ClassifyTask(Task):
         images, labels = data.fixed_validation_sample(config.tb_gradcam_images)
         callbacks = []
         if config.tb_gradcam_freq:
-            callbacks.append(tb.GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
+            callbacks.append(GradCamImages(run_dir, images, labels, data.class_names, config.tb_gradcam_freq))
         if config.tb_histogram_freq:
             callbacks.append(tb.Histograms(run_dir, images, config.tb_histogram_freq))
         if config.options.tb_scores:
-            callbacks.append(tb.ClassScores(run_dir, data.class_names))
+            callbacks.append(ClassScores(run_dir, data.class_names))
         return callbacks
 
     def evaluate(self, model: keras.Model, config: TrainConfig, data: ClassificationData, run_dir: Path) -> dict:

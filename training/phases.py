@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from models import unfreeze_top
 from training.export import save_keras_atomic
-from training.loop import fit_distributed
+from training.distributed_fit import fit_distributed
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -64,7 +64,7 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     backed up in ``backup_dir``, then the other callbacks write, so a killed run started again
     resumes after its last complete epoch (Keras' BackupAndRestore) with that epoch already
     weighed for the best model, and writes no epoch twice. Under MultiWorkerMirroredStrategy,
-    where ``model.fit`` fails, :func:`training.loop.fit_distributed` runs the same steps and
+    where ``model.fit`` fails, :func:`training.distributed_fit.fit_distributed` runs the same steps and
     callbacks. Returns the number of epochs of both phases.
     """
     compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality())),

@@ -25,7 +25,7 @@ from datasets.tables import SPLITS, DataError, write_bad_files
 from models import MODELS
 from models.fusion import INPUT_NAMES
 from training.tasks import global_batch
-from training.tasks.panels import error_panel, gray, strip
+from training.tasks.segment.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
     from training.config import TrainConfig

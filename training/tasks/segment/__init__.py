@@ -6,12 +6,12 @@ Sections are split as wholes, cut into overlapping patches (``--patch-size``, ``
 z-scored per patch or per section (``--normalize``) and fed to the U-Net-ResNet34 with one of
 the thesis's eleven losses (``--loss``). Whole sections are predicted patch by patch and
 blended back (:func:`predict_section`); they are scored by Dice, IoU and perimetric
-similarity (:mod:`training.segmentation_metrics`): on the validation sections each epoch
+similarity (:mod:`training.tasks.segment.metrics`): on the validation sections each epoch
 (``val_dice``, ``val_iou``, ``val_ps`` next to the loss in TensorBoard, with pictures of
 section, truth, prediction and error) and on every split of the best model in
 ``metrics.json``, with overlays of the test sections.
 
-Sea ice (the fusion paper, model ``fusion_aspp``; :mod:`training.tasks.fusion`): each sample
+Sea ice (the fusion paper, model ``fusion_aspp``; :mod:`training.tasks.segment.fusion`): each sample
 is a SAR scene with its coarse radiometer grid, fed whole; scored and pictured the same way.
 """
 
@@ -34,12 +34,12 @@ from datasets.tiles import blend_tiles
 from models import MODELS, build_model
 from models.fusion import SIZES as FUSION_SIZES
 from models.losses import SEGMENTATION_LOSSES
-from training import callbacks as tb
+from training import summaries as tb
 from training.config import TaskOptions, TrainConfig, option
-from training.segmentation_metrics import BAND_WIDTH, mask_scores
+from training.tasks.segment.metrics import BAND_WIDTH, mask_scores
 from training.tasks import Task, global_batch, register_task
-from training.tasks.fusion import FusionData, is_fusion_model, prepare_fusion_data
-from training.tasks.panels import error_panel, gray, strip
+from training.tasks.segment.fusion import FusionData, is_fusion_model, prepare_fusion_data
+from training.tasks.segment.panels import error_panel, gray, strip
 
 SCORES = ("dice", "iou", "ps")
 

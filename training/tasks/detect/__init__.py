@@ -27,8 +27,8 @@ from datasets.tables import SPLITS, DataError, check_images, stratified_split, w
 from explain.overlay import draw_boxes
 from models import MODELS
 from models.detector import detect
-from training import callbacks as tb
-from training.detection_metrics import coco_map
+from training import summaries as tb
+from training.tasks.detect.metrics import coco_map
 from training.export import export_detector_atomic
 from training.config import TaskOptions, TrainConfig, option
 from training.tasks import Task, chiral_pairs, register_task
@@ -127,7 +127,7 @@ def detection_picture(arrays: BoxArrays, detections: list[ImageBoxes], class_nam
 
 class ValidationDetections(tb.SummaryCallback):
     """Every ``freq`` epochs: the validation mAP, added to the epoch's logs as ``val_map50`` and
-    ``val_map50_95`` (so :class:`training.callbacks.EpochScalars`, placed after it, writes them),
+    ``val_map50_95`` (so :class:`training.summaries.EpochScalars`, placed after it, writes them),
     and a picture of the fixed first validation images."""
 
     def __init__(self, log_dir, arrays: BoxArrays, class_names: list[str], freq: int = 1, count: int = 8):
