@@ -1,11 +1,12 @@
 """Seismic sections and salt masks: reading, checking, splitting by section, patches.
 
 A section is a float32 (H, W) array, rows are time (or depth) samples and columns traces. It
-is read from SEG-Y through ``segyio`` (a 2D line, or one inline of a 3D cube), from ``.npy``,
-or from an 8/16-bit PNG/TIFF. A salt mask is PNG or ``.npy`` of the same size holding two
-values (0/1 or 0/255). Sections come in a CSV manifest ``section,mask[,split][,inline]``
-(relative paths are read from the manifest's folder); a section without a mask can be
-predicted but not trained on.
+is read from SEG-Y through ``segyio`` (a 2D line, one inline or crossline of a 3D survey, or
+one chosen from a cube; :func:`read_segy`), from ``.npy``, or from an 8/16-bit PNG/TIFF of any
+size. A salt mask is PNG, TIFF or ``.npy`` of the same size holding two values (0/1, 0/255 or
+0/65535). Sections come in a CSV manifest ``section,mask[,split][,inline][,crossline]``
+(relative paths are read from the manifest's folder) or a folder in the TGS salt layout
+(``images/``, ``masks/``); a section without a mask can be predicted but not trained on.
 
 Sections are split as wholes, never by patch: overlapping patches of one section would leak
 into each other's splits.
@@ -51,32 +52,125 @@ def write_segy(path: str | os.PathLike, section: np.ndarray, dt_us: int = 2000) 
                               format=segyio.SegySampleFormat.IEEE_FLOAT_4_BYTE)
 
 
-def read_segy(path: str | os.PathLike, inline: int | None = None) -> np.ndarray:
-    """One section from a SEG-Y file: every trace of a 2D line, or one inline of a 3D cube
-    (``inline``, by its number; the middle one when not given).
+@dataclass(frozen=True)
+class SegyHeaders:
+    """Where a SEG-Y file's trace headers keep the inline and crossline numbers: bytes 189 and
+    193 by the standard (segyio's ``iline`` and ``xline``); older surveys use others (e.g. 9 and
+    21, or 5 and 17)."""
+
+    iline: int = 189
+    xline: int = 193
+
+
+def add_segy_arguments(parser) -> None:
+    """The flags that choose what is read from a SEG-Y file, for commands that read sections."""
+    group = parser.add_argument_group("SEG-Y", "which section of a SEG-Y file is read (a 2D line, or one inline or "
+                                               "crossline of a 3D survey, is read whole)")
+    group.add_argument("--inline", type=int, help="3D cube: the inline to read (default: the middle one)")
+    group.add_argument("--crossline", type=int, help="3D cube: the crossline to read, instead of an inline")
+    group.add_argument("--iline-byte", type=int, help="trace-header byte of the inline number (default: the run's, "
+                                                      "else 189)")
+    group.add_argument("--xline-byte", type=int, help="trace-header byte of the crossline number (default: the "
+                                                      "run's, else 193)")
+
+
+def read_segy(path: str | os.PathLike, inline: int | None = None, crossline: int | None = None,
+              headers: SegyHeaders = SegyHeaders()) -> tuple[np.ndarray, str]:
+    """One section from a SEG-Y file as surveys export it, and a phrase saying what was read.
+
+    - a 2D line, or one inline or one crossline of a 3D survey: every trace, in file order;
+    - a 3D cube: inline ``inline`` or crossline ``crossline`` by its number (the middle
+      inline when neither is given), traces ordered by the other number;
+    - traces whose geometry cannot be inferred (unsorted, or a cube with a missing trace):
+      the traces of ``inline`` or ``crossline`` when given, else every trace, in file order.
+
+    IBM and IEEE floats alike; dead (all-zero) traces are kept and counted.
 
     Raises:
-        UnreadableImageError: not a readable SEG-Y file, or no such inline.
+        UnreadableImageError: not a readable SEG-Y file, traces of differing lengths, or no
+            such inline or crossline (its range named).
     """
     import segyio
 
     try:
-        with segyio.open(str(path), strict=False) as segy:
-            if segy.unstructured or len(segy.ilines) == 1:
-                return segyio.tools.collect(segy.trace[:]).T.astype(np.float32)
-            numbers = list(segy.ilines)
-            chosen = numbers[len(numbers) // 2] if inline is None else int(inline)
-            if chosen not in numbers:
-                raise UnreadableImageError(f"has no inline {chosen}; its inlines run {numbers[0]}..{numbers[-1]}")
-            return np.asarray(segy.iline[chosen], np.float32).T
+        with segyio.open(str(path), iline=headers.iline, xline=headers.xline, strict=False) as segy:
+            _check_trace_lengths(segy)
+            ilines = segy.attributes(headers.iline)[:].astype(np.int64)
+            xlines = segy.attributes(headers.xline)[:].astype(np.int64)
+            chosen, layout = _chosen_traces(ilines, xlines, inline, crossline, segy.unstructured)
+            traces = np.stack([np.asarray(segy.trace.raw[int(i)], np.float32) for i in chosen], axis=1)
     except (OSError, RuntimeError, ValueError) as err:
         if isinstance(err, UnreadableImageError):
             raise
         raise UnreadableImageError(f"is not a readable SEG-Y file ({err})") from err
+    dead = int((~traces.any(axis=0)).sum())
+    return traces, layout + (f"; {dead} dead (all-zero) trace(s) kept" if dead else "")
 
 
-def read_section(path: str | os.PathLike, inline: int | None = None) -> np.ndarray:
-    """A float32 (H, W) section from SEG-Y, ``.npy`` or an 8/16-bit grayscale image.
+def _check_trace_lengths(segy) -> None:
+    """Every trace header that states its length states the binary header's (segyio reads them all
+    at that length, so a longer or shorter trace would shift every one after it)."""
+    import segyio
+
+    counts = segy.attributes(segyio.TraceField.TRACE_SAMPLE_COUNT)[:]
+    stated = counts[counts > 0]
+    if len(stated) and (stated != len(segy.samples)).any():
+        first = int(np.flatnonzero((counts > 0) & (counts != len(segy.samples)))[0])
+        raise UnreadableImageError(f"has traces of differing lengths: trace {first} says {int(counts[first])} "
+                                   f"samples, the file's binary header {len(segy.samples)}; export it again with "
+                                   "one trace length")
+
+
+def _chosen_traces(ilines: np.ndarray, xlines: np.ndarray, inline: int | None, crossline: int | None,
+                   unstructured: bool) -> tuple[np.ndarray, str]:
+    """The trace indices of the section asked for, and what they are."""
+    if inline is not None and crossline is not None:
+        raise UnreadableImageError("was asked for an inline and a crossline at once; choose one")
+    in_file_order = np.arange(len(ilines))
+    cube = len(np.unique(ilines)) > 1 and len(np.unique(xlines)) > 1
+    irregular = cube and (unstructured or not _sorted_geometry(ilines, xlines))
+    if inline is None and crossline is None:
+        if not cube:
+            kind = ("one inline" if len(np.unique(ilines)) == 1 and len(np.unique(xlines)) > 1 else
+                    "one crossline" if len(np.unique(xlines)) == 1 and len(np.unique(ilines)) > 1 else "a 2D line")
+            return in_file_order, f"{kind}: all {len(ilines)} traces"
+        if irregular:
+            return in_file_order, (f"geometry not inferred (traces unsorted or missing): all {len(ilines)} traces in "
+                                   "file order")
+        numbers = np.unique(ilines)
+        inline = int(numbers[len(numbers) // 2])
+        chosen = _line(ilines, xlines, inline, "inline")
+        return chosen, (f"inline {inline}, the middle one of the cube's inlines {numbers[0]}..{numbers[-1]} "
+                        "(choose with --inline or --crossline)")
+    number, own, other, kind = ((inline, ilines, xlines, "inline") if inline is not None
+                                else (crossline, xlines, ilines, "crossline"))
+    chosen = _line(own, other, int(number), kind)
+    return chosen, f"{kind} {number}" + (" (geometry not inferred: its traces in file order)" if irregular else "")
+
+
+def _line(own: np.ndarray, other: np.ndarray, number: int, kind: str) -> np.ndarray:
+    chosen = np.flatnonzero(own == number)
+    if not len(chosen):
+        numbers = np.unique(own)
+        raise UnreadableImageError(f"has no {kind} {number}; its {kind}s run {numbers[0]}..{numbers[-1]} "
+                                   f"({len(numbers)} of them)")
+    return chosen[np.argsort(other[chosen], kind="stable")]
+
+
+def _sorted_geometry(ilines: np.ndarray, xlines: np.ndarray) -> bool:
+    """Whether the traces run in order of (inline, crossline) or of (crossline, inline)."""
+    def ordered(major: np.ndarray, minor: np.ndarray) -> bool:
+        key = major * (int(minor.max()) - int(minor.min()) + 1) + (minor - minor.min())
+        return bool((np.diff(key) > 0).all() or (np.diff(key) < 0).all())
+
+    return len(ilines) < 2 or ordered(ilines, xlines) or ordered(xlines, ilines)
+
+
+def read_section(path: str | os.PathLike, inline: int | None = None, crossline: int | None = None,
+                 headers: SegyHeaders = SegyHeaders()) -> np.ndarray:
+    """A float32 (H, W) section, samples x traces, from SEG-Y (:func:`read_segy`, whose
+    choice is said on stdout with the section's shape, so a one-trace surprise cannot pass
+    unseen), ``.npy`` or an 8/16-bit grayscale image.
 
     Raises:
         UnreadableImageError: the file cannot be read, or is not two-dimensional.
@@ -84,7 +178,8 @@ def read_section(path: str | os.PathLike, inline: int | None = None) -> np.ndarr
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SEGY_SUFFIXES:
-        section = read_segy(path, inline)
+        section, layout = read_segy(path, inline, crossline, headers)
+        print(f"{path.name}: {section.shape[0]} samples x {section.shape[1]} traces ({layout})", flush=True)
     elif suffix == ".npy":
         section = load_npy(path)
     else:
@@ -95,21 +190,22 @@ def read_section(path: str | os.PathLike, inline: int | None = None) -> np.ndarr
 
 
 def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
-    """A boolean (H, W) mask (salt, ice, ...) from PNG/TIFF or ``.npy``.
+    """A boolean (H, W) mask (salt, ice, ...) from PNG/TIFF or ``.npy``: 0 and 1, 0 and 255
+    (8-bit), or 0 and 65535 (16-bit).
 
     Raises:
         UnreadableImageError: unreadable, or not binary (more than two values, or two values
-            other than 0 and 1 or 0 and 255).
+            other than these).
     """
     path = Path(path)
     mask = load_npy(path) if path.suffix.lower() == ".npy" else _read_gray(path)
     if mask.ndim != 2:
         raise UnreadableImageError(f"is not a 2D mask (shape {mask.shape})")
     values = np.unique(mask)
-    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+    if not any(set(values.tolist()) <= {0, high} for high in (1, 255, 65535)):
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
         raise UnreadableImageError(f"is not a binary mask: it holds {len(values)} values ({shown}); a mask holds "
-                                   "0 (background) and 1 or 255 (salt, ice, ...)")
+                                   "0 (background) and 1, 255 or 65535 (salt, ice, ...)")
     return mask > 0
 
 
@@ -129,16 +225,22 @@ def _read_gray(path: Path) -> np.ndarray:
     return decode_file(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
 
 
-def read_section_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """The manifest's rows with absolute ``section`` and ``mask`` paths (``mask`` may be empty).
+def read_section_manifest(path: str | os.PathLike, bad: list[dict] | None = None) -> pd.DataFrame:
+    """The sections to read, with absolute ``section`` and ``mask`` paths (``mask`` may be empty):
+    a CSV manifest ``section,mask[,split][,inline][,crossline]``, or a folder in the TGS salt
+    layout (``images/`` and ``masks/`` holding files of the same names), whose images without a
+    mask go to ``bad``.
 
     Raises:
-        DataError: no such file, or no ``section`` column.
+        DataError: no such file or folder, no ``section`` column, or a folder of neither layout.
     """
     path = Path(path).expanduser()
-    if path.is_dir() or path.suffix.lower() != ".csv":
-        raise DataError(f"{path}: segmentation data are a CSV manifest with columns section,mask[,split][,inline] "
-                        "(paths relative to the manifest's folder), or synthetic:seismic_salt.")
+    if path.is_dir():
+        return read_section_folder(path, bad if bad is not None else [])
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: segmentation data are a CSV manifest with columns "
+                        "section,mask[,split][,inline][,crossline] (paths relative to the manifest's folder), a folder "
+                        "holding images/ and masks/ (the TGS salt layout), or synthetic:seismic_salt.")
     if not path.is_file():
         raise DataError(f"Manifest not found: {path}")
     table = pd.read_csv(path, dtype={"section": str, "mask": str, "split": str})
@@ -152,14 +254,38 @@ def read_section_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def read_labelled_section(section: str | os.PathLike, mask: str | os.PathLike,
-                          inline: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A section and its salt mask, checked to be of the same size.
+def read_section_folder(root: Path, bad: list[dict]) -> pd.DataFrame:
+    """The TGS salt layout: ``root/images/NAME`` with its mask ``root/masks/NAME``. An image
+    without its mask is listed in ``bad`` and left out. The layout has no split column, so the
+    sections are split by the run's seed.
+
+    Raises:
+        DataError: ``root`` lacks ``images/`` or ``masks/``, or no image has its mask.
+    """
+    images, masks = root / "images", root / "masks"
+    if not (images.is_dir() and masks.is_dir()):
+        raise DataError(f"{root} is a folder without images/ and masks/; segmentation data are a CSV manifest "
+                        "section,mask[,split] or a folder holding images/ and masks/ with files of the same names.")
+    files = sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+    paired = [p for p in files if (masks / p.name).is_file()]
+    bad += [{"path": str(p), "reason": f"has no mask {masks / p.name}"} for p in files if p not in paired]
+    if not paired:
+        raise DataError(f"None of the {len(files)} file(s) in {images} has a mask of the same name in {masks}.")
+    if len(paired) < len(files):
+        print(f"note: {len(files) - len(paired)} of {len(files)} images in {images} have no mask in {masks} and are "
+              "left out (listed in bad_files.csv)", flush=True)
+    return pd.DataFrame({"section": [str(p) for p in paired], "mask": [str(masks / p.name) for p in paired]})
+
+
+def read_labelled_section(section: str | os.PathLike, mask: str | os.PathLike, inline: int | None = None,
+                          crossline: int | None = None,
+                          headers: SegyHeaders = SegyHeaders()) -> tuple[np.ndarray, np.ndarray]:
+    """A section (:func:`read_section`) and its salt mask, checked to be of the same size.
 
     Raises:
         UnreadableImageError: either file cannot be used, or the sizes differ (both named).
     """
-    amplitude = read_section(section, inline)
+    amplitude = read_section(section, inline, crossline, headers)
     try:
         salt = read_binary_mask(mask)
     except UnreadableImageError as err:
@@ -179,7 +305,8 @@ def without_nan(amplitude: np.ndarray, name: str) -> np.ndarray:
     return np.where(nan, 0, amplitude).astype(np.float32)
 
 
-def load_labelled_sections(table: pd.DataFrame, bad: list[dict]) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+def load_labelled_sections(table: pd.DataFrame, bad: list[dict],
+                           headers: SegyHeaders = SegyHeaders()) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """Reads every section that has a mask; each one that cannot be used goes to ``bad`` with
     the reason (unreadable, mask unreadable or not binary, sizes differing) and is skipped.
     NaN samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)`` with
@@ -187,17 +314,23 @@ def load_labelled_sections(table: pd.DataFrame, bad: list[dict]) -> list[tuple[A
     labelled = table[table["mask"].notna()].itertuples(index=False)
     return [(row, without_nan(amplitude, row.section), salt)
             for row, (amplitude, salt) in read_each(labelled, bad, lambda r: r.section,
-                                                    lambda r: read_labelled_section(r.section, r.mask, _inline(r)))]
+                                                    lambda r: read_labelled_section(r.section, r.mask, _number(r, "inline"),
+                                                                                    _number(r, "crossline"), headers))]
 
 
 def section_image(amplitude: np.ndarray) -> np.ndarray:
-    """A section as an RGB uint8 picture, amplitudes clipped at three standard deviations."""
-    clipped = np.clip(amplitude / (3 * amplitude.std() + 1e-6), -1, 1)
-    return np.repeat(((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
+    """A section as an RGB uint8 picture in grey levels scaled from the data's own centre (the
+    median) and spread (the 99th percentile of the distance from it), so raw SEG-Y amplitudes,
+    z-scored arrays and 8-bit PNGs (centred near 128) all show their reflectors."""
+    centre = float(np.median(amplitude))
+    spread = float(np.percentile(np.abs(amplitude - centre), 99)) or float(np.abs(amplitude - centre).max()) or 1.0
+    clipped = np.clip((amplitude - centre) / spread, -1, 1)
+    return np.repeat(np.round((clipped + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def _inline(row) -> int | None:
-    value = getattr(row, "inline", None)
+def _number(row, column: str) -> int | None:
+    """The manifest row's ``inline`` or ``crossline``, when it has one."""
+    value = getattr(row, column, None)
     return None if value is None or pd.isna(value) else int(value)
 
 

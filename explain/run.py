@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import read_section, without_nan
+from datasets.seismic import SegyHeaders, add_segy_arguments, read_section, without_nan
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import LayerError
 from explain.gallery import write_gallery, write_regression_gallery
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     two_stage.add_argument("--classifier", help="run folder of the shear-sense classifier (same as --model)")
     two_stage.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                            help=f"keep detections scoring at least this (default {DEFAULT_MIN_SCORE})")
+    add_segy_arguments(parser)
     return parser
 
 
@@ -168,7 +169,9 @@ def sections_main(args: argparse.Namespace) -> int:
     out, failed = Path(args.out), 0
     for path in args.sections:
         try:
-            amplitude = without_nan(read_section(path), path)
+            headers = SegyHeaders(args.iline_byte or run.setting("iline_byte", 189),
+                                  args.xline_byte or run.setting("xline_byte", 193))
+            amplitude = without_nan(read_section(path, args.inline, args.crossline, headers), path)
         except UnreadableImageError as err:
             print(f"error: {path} {err}", file=sys.stderr)
             failed += 1

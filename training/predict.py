@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.images import UnreadableImageError, write_image
-from datasets.seismic import NORMALIZATIONS, read_labelled_section, read_section, without_nan
+from datasets.seismic import (NORMALIZATIONS, SegyHeaders, add_segy_arguments, read_labelled_section, read_section,
+                              without_nan)
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
 from training.tasks.segment.metrics import mask_scores
@@ -39,21 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="a segmentation run folder (holding model.keras)")
     parser.add_argument("--section", required=True, nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
     parser.add_argument("--mask", nargs="+", help="salt mask file(s), one per section, to score the prediction")
-    parser.add_argument("--inline", type=int, help="3D SEG-Y: the inline number (default: the middle one)")
     parser.add_argument("--out", required=True, help="output folder; created, files of the same names are replaced")
     parser.add_argument("--stride", type=int, help="pixels between patch origins (default: the run's)")
     parser.add_argument("--normalize", choices=NORMALIZATIONS, help="z-score per patch or section (default: the run's)")
     parser.add_argument("--threshold", type=float, default=0.5, help="salt where the probability exceeds it (0.5)")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per batch (default 16)")
+    add_segy_arguments(parser)
     return parser
 
 
 def predict_file(run, section_path: str, mask_path: str | None, args: argparse.Namespace) -> dict | None:
     """Predicts one section and writes its files; returns its scores when a mask was given."""
+    headers = SegyHeaders(args.iline_byte or run.setting("iline_byte", 189),
+                          args.xline_byte or run.setting("xline_byte", 193))
     if mask_path:
-        amplitude, truth = read_labelled_section(section_path, mask_path, args.inline)
+        amplitude, truth = read_labelled_section(section_path, mask_path, args.inline, args.crossline, headers)
     else:
-        amplitude, truth = read_section(section_path, args.inline), None
+        amplitude, truth = read_section(section_path, args.inline, args.crossline, headers), None
     amplitude = without_nan(amplitude, section_path)
     patch = int(run.model.inputs[0].shape[1])
     probability = predict_section(run.model, amplitude, patch, args.stride or run.setting("stride", patch // 2),

@@ -27,8 +27,8 @@ import pandas as pd
 import tensorflow as tf
 
 from datasets.images import write_image
-from datasets.seismic import (NORMALIZATIONS, LabelledSection, load_labelled_sections, read_section_manifest,
-                              section_image, section_patches, split_sections)
+from datasets.seismic import (NORMALIZATIONS, LabelledSection, SegyHeaders, load_labelled_sections,
+                              read_section_manifest, section_image, section_patches, split_sections)
 from datasets.tables import SPLITS, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
@@ -115,9 +115,10 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
         DataError: no usable manifest, fewer than three usable labelled sections, or a bad
             split column.
     """
-    table = read_section_manifest(source)
     bad: list[dict] = []
-    loaded = load_labelled_sections(table, bad)
+    table = read_section_manifest(source, bad)
+    headers = SegyHeaders(config.options.iline_byte, config.options.xline_byte)
+    loaded = load_labelled_sections(table, bad, headers)
     print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
     unlabelled = int(table["mask"].isna().sum())
     if unlabelled:
@@ -195,19 +196,25 @@ class SegmentOptions(TaskOptions):
                              "(overlaps are blended)")
     normalize: str = option("patch", "z-score each patch (the thesis) or each whole section", choices=NORMALIZATIONS)
     encoder_width: int = option(64, "filters of the U-Net encoder's first stage (64 is ResNet34; smaller is faster)")
+    iline_byte: int = option(189, "SEG-Y: the trace-header byte of the inline number (segyio's iline; 189 by the "
+                                  "standard, e.g. 9 in older surveys)")
+    xline_byte: int = option(193, "SEG-Y: the trace-header byte of the crossline number (segyio's xline; 193 by the "
+                                  "standard, e.g. 21 in older surveys)")
     fusion_size: str = option("small", "fusion_aspp: small (14 components in every group of the mixing layer) or "
                                        "large (28 in the atrous Scales 2-16)", choices=FUSION_SIZES)
 
     def value_problems(self) -> list[str]:
-        return [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
+        problems = [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
+        return problems + [f"{name}={getattr(self, name)} must be a trace-header byte in 1..237"
+                           for name in ("iline_byte", "xline_byte") if not 1 <= getattr(self, name) <= 237]
 
 
 class SegmentTask(Task):
     name = "segment"
     description = ("per-pixel masks: salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches "
-                   "stitched back; data a manifest section,mask[,split][,inline] of SEG-Y/.npy/PNG sections), or sea "
-                   "ice from SAR and a coarse radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy "
-                   "arrays)")
+                   "stitched back; data a manifest section,mask[,split][,inline][,crossline] of SEG-Y/.npy/PNG/TIFF "
+                   "sections, or a folder of images/ and masks/ as the TGS salt set), or sea ice from SAR and a coarse "
+                   "radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy arrays)")
     defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
                 "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
     strategies = ("auto", "default", "mirrored")
