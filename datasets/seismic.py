@@ -74,6 +74,12 @@ def add_segy_arguments(parser) -> None:
                                                       "run's, else 193)")
 
 
+def headers_from(args, setting) -> SegyHeaders:
+    """The header bytes given by :func:`add_segy_arguments`' flags, else ``setting(name, default)``'s
+    (a run's saved settings), else the standard's."""
+    return SegyHeaders(args.iline_byte or setting("iline_byte", 189), args.xline_byte or setting("xline_byte", 193))
+
+
 def read_segy(path: str | os.PathLike, inline: int | None = None, crossline: int | None = None,
               headers: SegyHeaders = SegyHeaders()) -> tuple[np.ndarray, str]:
     """One section from a SEG-Y file as surveys export it, and a phrase saying what was read.

@@ -22,10 +22,12 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import SegyHeaders, add_segy_arguments, read_section, without_nan
+from datasets.seismic import add_segy_arguments, headers_from, read_section, without_nan
+from datasets.survey import DIRECTIONS, map_survey
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import LayerError
 from explain.gallery import write_gallery, write_regression_gallery
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="segmentation runs: seismic section file(s) (.sgy/.segy, .npy, .png, .tif), explained "
                              "whole: each of the run's patches explains the salt it predicts (Seg-Grad-CAM), the "
                              "maps are blended back; try --layer stage4_out for the encoder's bottleneck")
+    parser.add_argument("--cube", help="segmentation runs: a 3D SEG-Y survey explained line by line (--along) into the "
+                                       "SEG-Y --out (e.g. why.sgy) with the survey's headers, one method: an explanation "
+                                       "volume to load beside the seismic; a killed run started again goes on")
+    parser.add_argument("--along", choices=DIRECTIONS, default="inline",
+                        help="with --cube: explain inlines or crosslines (default inline)")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred); for a regression run, raise (what raises the "
                         "prediction, the default) or lower (what lowers it)")
@@ -77,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     classifier = args.classifier or args.model
     if not classifier:
         parser.error("pass --model (or, with --detector, --classifier)")
-    if bool(args.images) == bool(args.sections) or (args.detector and args.sections):
-        parser.error("pass --images (classifiers, the two-stage pipeline) or --sections (segmentation runs)")
+    if sum(map(bool, (args.images, args.sections, args.cube))) != 1 or (args.detector and not args.images):
+        parser.error("pass --images (classifiers, the two-stage pipeline), --sections or --cube (segmentation runs)")
     if args.detector:
         return two_stage_main(args, classifier)
-    if args.sections:
+    if args.sections or args.cube:
         return sections_main(args)
     if args.tile is not None or args.stride is not None:
         return tiled_main(args)
@@ -155,23 +162,26 @@ def tiled_main(args: argparse.Namespace) -> int:
 
 
 def sections_main(args: argparse.Namespace) -> int:
-    """``--sections``: tiled Seg-Grad-CAM of whole sections with a segmentation run."""
+    """``--sections`` (or ``--cube``): tiled Seg-Grad-CAM of whole sections with a segmentation run."""
     try:
         methods = parse_methods(args.methods)
+        if args.cube and len(methods) > 1:
+            raise ExplainError(f"--cube writes one volume: pass one method, not {', '.join(methods)}.")
         run = load_run(args.model, args.unsafe)
         if not is_segmentation_model(run.model):
-            raise ExplainError(f"{run.path} is not a segmentation model; --sections takes a run of "
+            raise ExplainError(f"{run.path} is not a segmentation model; --sections and --cube take a run of "
                                "python -m training.run --task segment (use --images for classifiers).")
         require_layer(run.model, methods, args.layer)
     except (ExplainError, LayerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.cube:
+        return explain_cube(run, methods[0], args)
     out, failed = Path(args.out), 0
     for path in args.sections:
         try:
-            headers = SegyHeaders(args.iline_byte or run.setting("iline_byte", 189),
-                                  args.xline_byte or run.setting("xline_byte", 193))
-            amplitude = without_nan(read_section(path, args.inline, args.crossline, headers), path)
+            amplitude = without_nan(read_section(path, args.inline, args.crossline, headers_from(args, run.setting)),
+                                    path)
         except UnreadableImageError as err:
             print(f"error: {path} {err}", file=sys.stderr)
             failed += 1
@@ -181,6 +191,26 @@ def sections_main(args: argparse.Namespace) -> int:
         write_section_maps(out, Path(path).stem, amplitude, maps)
         print(f"{path}: {', '.join(f'{out / m / Path(path).stem}.png' for m in methods)}", flush=True)
     return 1 if failed else 0
+
+
+def explain_cube(run, method: str, args: argparse.Namespace) -> int:
+    """``--cube``: ``method``'s map of the predicted salt for every line of a survey, as a SEG-Y volume."""
+    stride, normalize = run.setting("stride", 32), run.setting("normalize", "patch")
+    model_file = run.path.resolve()
+    signature = (f"{method} at {args.layer} of {model_file} ({model_file.stat().st_mtime}), stride {stride}, "
+                 f"{normalize}")
+
+    def explanation(section: np.ndarray) -> np.ndarray:
+        return explain_section(run.model, np.nan_to_num(section), [method], stride, normalize, args.layer,
+                               args.batch_size)[method]
+
+    try:
+        out = map_survey(args.cube, args.out, explanation, signature, args.along, headers_from(args, run.setting))
+    except UnreadableImageError as err:
+        print(f"error: {args.cube} {err}", file=sys.stderr)
+        return 2
+    print(f"{method} of every {args.along} of {args.cube}: {out}", flush=True)
+    return 0
 
 
 def two_stage_main(args: argparse.Namespace, classifier_path: str) -> int:

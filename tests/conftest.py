@@ -117,6 +117,21 @@ def regress_run(sem_lots, tmp_path_factory):
     return logdir / "lots", out.getvalue()
 
 
+@pytest.fixture(scope="session")
+def tiny_unet_run(tmp_path_factory) -> Path:
+    """A --task segment run folder as training.run leaves it, with an untrained U-Net of encoder
+    width 8 on 32-pixel patches every 16 pixels (training is tested in test_segment_run.py)."""
+    from models.unet import build_unet_resnet34
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    run = tmp_path_factory.mktemp("unet_run")
+    parse_config(["--task", "segment", "--patch-size", "32", "--stride", "16", "--encoder-width", "8"],
+                 TASKS).to_yaml(run / "config.yaml")
+    build_unet_resnet34(1, (32, 32, 1), encoder_width=8).save(run / "model.keras")
+    return run
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     import keras

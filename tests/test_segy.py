@@ -216,18 +216,11 @@ def test_a_manifest_can_choose_a_crossline_per_row(tmp_path, cube):
     assert numbers(amplitude) == grid(range(10, 14), [22])
 
 
-def test_predict_writes_the_whole_crossline_and_says_its_shape(tmp_path, capsys):
+def test_predict_writes_the_whole_crossline_and_says_its_shape(tiny_unet_run, tmp_path, capsys):
     """``training.predict`` on the issue's survey line: a probability for every trace, not one."""
-    from models.unet import build_unet_resnet34
-    from training.config import parse_config
     from training.predict import main as predict
-    from training.tasks import TASKS
 
-    run = tmp_path / "run"
-    run.mkdir()
-    parse_config(["--task", "segment", "--patch-size", "32", "--stride", "16", "--encoder-width", "8"],
-                 TASKS).to_yaml(run / "config.yaml")
-    build_unet_resnet34(1, (32, 32, 1), encoder_width=8).save(run / "model.keras")
+    run = tiny_unet_run
     line = write_survey(tmp_path / "line.sgy", grid(range(1000, 1061), [5]), ibm=True)
     assert predict(["--model", str(run), "--section", line, "--out", str(tmp_path / "out")]) == 0
     assert np.load(tmp_path / "out" / "line_probability.npy").shape == (SAMPLES, 61)

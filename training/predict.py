@@ -5,7 +5,9 @@ run's patch size, predicted in batches and blended back without seams; the patch
 stride and normalisation are the run's unless given. Writes, per section, into ``--out``:
 ``<stem>_probability.npy`` (float32 salt probability), ``<stem>_mask.npy`` (bool, probability
 above ``--threshold``), ``<stem>.png`` (section, [truth,] prediction[, error]) and, when a
-``--mask`` is given, ``<stem>_scores.json`` (Dice, IoU, PS).
+``--mask`` is given, ``<stem>_scores.json`` (Dice, IoU, PS). ``--cube survey.sgy --out salt.sgy``
+predicts every inline (or crossline) of a 3D survey into a SEG-Y volume with the survey's own
+headers (:mod:`datasets.survey`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from datasets.images import UnreadableImageError, write_image
-from datasets.seismic import (NORMALIZATIONS, SegyHeaders, add_segy_arguments, read_labelled_section, read_section,
+from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, headers_from, read_labelled_section, read_section,
                               without_nan)
+from datasets.survey import DIRECTIONS, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
 from training.tasks.segment.metrics import mask_scores
@@ -38,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "overlapping patches, blended back; writes probability and mask (.npy), a picture and, with "
                     "--mask, Dice/IoU/PS.")
     parser.add_argument("--model", required=True, help="a segmentation run folder (holding model.keras)")
-    parser.add_argument("--section", required=True, nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
+    parser.add_argument("--section", nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
+    parser.add_argument("--cube", help="a 3D SEG-Y survey instead: every inline (or crossline, --along) predicted and "
+                                       "written as the SEG-Y --out (e.g. salt.sgy) with the survey's own headers, one "
+                                       "line in memory at a time; a killed run started again goes on where it stopped")
+    parser.add_argument("--along", choices=DIRECTIONS, default="inline",
+                        help="with --cube: predict inlines or crosslines (default inline)")
     parser.add_argument("--mask", nargs="+", help="salt mask file(s), one per section, to score the prediction")
-    parser.add_argument("--out", required=True, help="output folder; created, files of the same names are replaced")
+    parser.add_argument("--out", required=True, help="output folder, created, files of the same names replaced; with "
+                                                     "--cube, the SEG-Y file to write")
     parser.add_argument("--stride", type=int, help="pixels between patch origins (default: the run's)")
     parser.add_argument("--normalize", choices=NORMALIZATIONS, help="z-score per patch or section (default: the run's)")
     parser.add_argument("--threshold", type=float, default=0.5, help="salt where the probability exceeds it (0.5)")
@@ -51,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def predict_file(run, section_path: str, mask_path: str | None, args: argparse.Namespace) -> dict | None:
     """Predicts one section and writes its files; returns its scores when a mask was given."""
-    headers = SegyHeaders(args.iline_byte or run.setting("iline_byte", 189),
-                          args.xline_byte or run.setting("xline_byte", 193))
+    headers = headers_from(args, run.setting)
     if mask_path:
         amplitude, truth = read_labelled_section(section_path, mask_path, args.inline, args.crossline, headers)
     else:
@@ -75,9 +83,28 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
     return scores
 
 
+def predict_cube(run, args: argparse.Namespace) -> Path:
+    """Every line of the survey ``--cube`` predicted into the SEG-Y ``--out`` (:func:`datasets.survey.map_survey`)."""
+    patch = int(run.model.inputs[0].shape[1])
+    stride = args.stride or run.setting("stride", patch // 2)
+    normalize = args.normalize or run.setting("normalize", "patch")
+    model_file = run.path.resolve()
+    signature = (f"salt probability of {model_file} ({model_file.stat().st_mtime}), patch {patch}, stride {stride}, "
+                 f"{normalize}")
+
+    def probability(section: np.ndarray) -> np.ndarray:
+        return predict_section(run.model, np.nan_to_num(section), patch, stride, normalize, args.batch_size)
+
+    return map_survey(args.cube, args.out, probability, signature, args.along, headers_from(args, run.setting))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if bool(args.section) == bool(args.cube):
+        parser.error("pass --section (one or more sections) or --cube (a 3D SEG-Y survey)")
+    if args.cube and (args.mask or args.inline is not None or args.crossline is not None):
+        parser.error("--cube predicts every line of the survey: --mask, --inline and --crossline go with --section")
     if args.mask and len(args.mask) != len(args.section):
         parser.error(f"{len(args.mask)} --mask file(s) for {len(args.section)} section(s): give one mask per section")
     try:
@@ -91,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     if not is_segmentation_model(run.model):
         parser.error(f"{run.path} is not a segmentation model (its output is not one map per pixel); pass a run "
                      "of python -m training.run --task segment")
+    if args.cube:
+        try:
+            print(f"Salt probability of every {args.along} of {args.cube}: {predict_cube(run, args)}", flush=True)
+        except UnreadableImageError as err:
+            print(f"error: {args.cube} {err}", file=sys.stderr)
+            return 2
+        return 0
     failed = 0
     for i, section_path in enumerate(args.section):
         try:
