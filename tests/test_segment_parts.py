@@ -18,7 +18,8 @@ from datasets.synthetic.seismic_salt import SHAPES, generate
 from datasets.tiles import blend_tiles, cut_tiles, tile_starts
 from models import build_model
 from models.losses import SEGMENTATION_LOSSES, boundary_distance, lovasz
-from training.tasks.segment.metrics import boundary_band, dice, iou, mask_scores, perimetric_similarity
+from training.tasks.segment.metrics import (boundary_band, competition_score, dice, grouped_scores, iou, mask_scores,
+                                             perimetric_similarity)
 
 
 # --- synthetic sections and readers -------------------------------------------------------
@@ -286,3 +287,33 @@ def test_unet_loads_a_weights_file_and_refuses_imagenet(tmp_path):
 def test_the_eleven_losses_of_the_thesis_are_registered():
     assert set(SEGMENTATION_LOSSES) == {"bce", "contour", "dice", "focal", "hausdorff", "jaccard", "kl", "lovasz",
                                         "mse", "wing", "bce+dice"}
+
+
+def test_the_competition_score_of_known_masks():
+    """The TGS challenge's score, worked by hand: IoU 0.72 clears the thresholds 0.50 to 0.70,
+    five of ten. Break tried: thresholds from 0.5 to 0.9 only (nine), which gives 5/9."""
+    truth = np.zeros((10, 10), bool)
+    truth[:, :9] = True  # 90 pixels
+    predicted = np.zeros((10, 10), bool)
+    predicted[:, 2:] = True  # 80 pixels, 70 of them salt: IoU 70 / 100
+    predicted[0, :2] = True  # 2 more salt pixels: IoU 72 / 100
+    assert iou(truth, predicted) == pytest.approx(0.72)
+    assert competition_score(truth, predicted) == pytest.approx(0.5)
+    empty = np.zeros((10, 10), bool)
+    assert competition_score(empty, empty) == 1 and competition_score(empty, predicted) == 0
+    assert competition_score(truth, empty) == 0
+
+
+def test_salt_bearing_and_salt_free_masks_are_scored_apart():
+    """Break tried: the share of salt-free masks taken over every mask; it then reads 0.25, not 0.5."""
+    salt = np.zeros((8, 8), bool)
+    salt[2:6, 2:6] = True
+    half = np.zeros((8, 8), bool)
+    half[2:6, 2:4] = True  # Dice 2*8/(16+8) = 2/3
+    empty = np.zeros((8, 8), bool)
+    scores = grouped_scores([(salt, salt), (salt, half), (empty, empty), (empty, half)])
+    assert scores["bearing_dice"] == pytest.approx((1 + 2 / 3) / 2)
+    assert scores["empty_right"] == 0.5 and (scores["bearing_count"], scores["empty_count"]) == (2, 2)
+    assert scores["dice"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
+    assert scores["competition"] == pytest.approx((1 + competition_score(salt, half) + 1 + 0) / 4)
+    assert np.isnan(grouped_scores([(salt, salt)])["empty_right"])

@@ -97,7 +97,7 @@ def test_metrics_json_scores_every_split_per_section(segment_run):
 def test_tensorboard_gets_dice_ps_and_section_pictures_each_epoch(segment_run):
     events = EventAccumulator(str(segment_run["run"] / "validation"), size_guidance={"tensors": 0}).Reload()
     tags = events.Tags()["tensors"]
-    for scalar in ("epoch_dice", "epoch_ps", "epoch_iou", "epoch_loss"):
+    for scalar in ("epoch_dice", "epoch_ps", "epoch_iou", "epoch_loss", "epoch_bearing_dice", "epoch_competition"):
         assert [e.step for e in events.Tensors(scalar)] == list(range(EPOCHS))
     assert [e.step for e in events.Tensors("sections/00")] == list(range(EPOCHS))
     val_sections = (pd.read_csv(segment_run["run"] / "split.csv")["split"] == "val").sum()
@@ -116,7 +116,7 @@ def test_predict_writes_whole_section_results_equal_to_the_runs_scores(segment_r
                          "--out", str(tmp_path / "out")]) == 0
     stem = Path(section).stem
     scores = json.loads((tmp_path / "out" / f"{stem}_scores.json").read_text())
-    assert scores == pytest.approx(metrics["test"]["sections"][section])
+    assert scores == pytest.approx({k: metrics["test"]["sections"][section][k] for k in ("dice", "iou", "ps")})
     probability = np.load(tmp_path / "out" / f"{stem}_probability.npy")
     assert probability.shape == (64, 80) and 0 <= probability.min() and probability.max() <= 1
     np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{stem}_mask.npy"), probability > 0.5)

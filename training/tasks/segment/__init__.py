@@ -36,12 +36,13 @@ from models.fusion import SIZES as FUSION_SIZES
 from models.losses import SEGMENTATION_LOSSES
 from training import summaries as tb
 from training.config import TaskOptions, TrainConfig, option
-from training.tasks.segment.metrics import BAND_WIDTH, mask_scores
+from training.tasks.segment.metrics import BAND_WIDTH, grouped_scores, mask_scores
 from training.tasks import Task, global_batch, register_task
 from training.tasks.segment.fusion import FusionData, is_fusion_model, prepare_fusion_data
 from training.tasks.segment.panels import error_panel, gray, strip
 
 SCORES = ("dice", "iou", "ps")
+GROUP_SCORES = ("bearing_dice", "bearing_iou", "bearing_ps", "empty_right", "competition")  # where a group has members
 
 
 @dataclass
@@ -161,7 +162,9 @@ def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability
 
 class SectionScores(tb.SummaryCallback):
     """Predicts the validation sections (or scenes) whole at each epoch's end and adds
-    ``val_dice``, ``val_iou`` and ``val_ps`` (means over them) to the logs; every
+    ``val_dice``, ``val_iou`` and ``val_ps`` (means over them), the salt-bearing ones' and the
+    share of salt-free ones predicted salt-free (``val_bearing_dice``, ``val_empty_right``, ...)
+    and the competition score to the logs; every
     ``picture_freq`` epochs (0: never) it writes pictures of input, truth, prediction and error
     of the first ``picture_count`` as TensorBoard images ``sections/<nn>``."""
 
@@ -172,9 +175,10 @@ class SectionScores(tb.SummaryCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = self.data.predict(self.model, self.items, self.batch_size)
-        scores = [mask_scores(item.truth, p > 0.5) for item, p in zip(self.items, probabilities)]
+        scores = grouped_scores([(item.truth, p > 0.5) for item, p in zip(self.items, probabilities)])
         if logs is not None:
-            logs.update({f"val_{name}": float(np.mean([s[name] for s in scores])) for name in SCORES})
+            logs.update({f"val_{name}": scores[name] for name in (*SCORES, *GROUP_SCORES)
+                         if not np.isnan(scores[name])})
         if self.active and self.picture_freq and epoch % self.picture_freq == 0:
             self._write_pictures(epoch, probabilities)
 
@@ -254,25 +258,38 @@ class SegmentTask(Task):
         pictures = run_dir / "sections"
         for split in SPLITS:
             items = data.items(split)
-            per_item = {}
+            per_item, pairs = {}, []
             for item, probability in zip(items, data.predict(model, items, config.batch_size)):
-                per_item[item.name] = mask_scores(item.truth, probability > 0.5)
+                pairs.append((item.truth, probability > 0.5))
+                per_item[item.name] = {**mask_scores(*pairs[-1]), "salt": bool(item.truth.any()),
+                                       "predicted_salt": bool(pairs[-1][1].any())}
                 if split == "test":
                     write_image(pictures / f"{Path(item.name).stem}.png", data.picture(item, probability))
-            metrics[split] = {**{name: float(np.mean([s[name] for s in per_item.values()])) for name in SCORES},
-                              "count": len(per_item), "sections": per_item}
+            grouped = {name: None if isinstance(v, float) and np.isnan(v) else v
+                       for name, v in grouped_scores(pairs).items()}
+            metrics[split] = {**grouped, "count": len(per_item), "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
             {"class_names": data.class_names, "loss": config.options.loss, "ps_band_width": BAND_WIDTH,
              **data.settings(config), **metrics}, indent=2))
-        return metrics
+        return {"class_names": data.class_names, **metrics}
 
     def final_scalars(self, metrics: dict) -> dict[str, float]:
-        return {f"{split}_{name}": metrics[split][name] for split in SPLITS for name in SCORES}
+        return {f"{split}_{name}": metrics[split][name] for split in SPLITS for name in (*SCORES, *GROUP_SCORES)
+                if metrics[split][name] is not None}
 
     def headline(self, metrics: dict) -> str:
         test = metrics["test"]
-        return (f"Test: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} "
-                f"(mean of {test['count']}).")
+        line = f"Test: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} (mean of {test['count']})"
+        if test["empty_count"] and test["bearing_count"]:
+            name = self.target_name(metrics)
+            line += (f"; {name}-bearing ({test['bearing_count']}): Dice {test['bearing_dice']:.3f}, IoU "
+                     f"{test['bearing_iou']:.3f}, PS {test['bearing_ps']:.3f}; {name}-free ({test['empty_count']}): "
+                     f"{test['empty_right']:.0%} predicted {name}-free; competition score {test['competition']:.3f}")
+        return line + "."
+
+    @staticmethod
+    def target_name(metrics: dict) -> str:
+        return (metrics.get("class_names") or ["salt"])[0]
 
     def report_lines(self, run_dir: Path) -> list[tuple[str, str]]:
         metrics = run_dir / "metrics.json"

@@ -53,3 +53,34 @@ def mask_scores(truth: np.ndarray, predicted: np.ndarray, width: int = BAND_WIDT
     truth, predicted = truth.astype(bool), predicted.astype(bool)
     return {"dice": dice(truth, predicted), "iou": iou(truth, predicted),
             "ps": perimetric_similarity(truth, predicted, width)}
+
+
+IOU_THRESHOLDS = np.arange(0.5, 0.951, 0.05)
+
+
+def competition_score(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """The TGS Salt Identification Challenge's score of one image: the mean over IoU thresholds
+    0.50, 0.55, ..., 0.95 of whether the prediction's IoU exceeds it; an empty prediction of an
+    empty truth scores 1, any other empty side 0."""
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    if not truth.any() or not predicted.any():
+        return float(truth.any() == predicted.any())
+    return float(np.mean(iou(truth, predicted) > IOU_THRESHOLDS))
+
+
+def grouped_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Scores of many (truth, predicted) masks with the bearing ones (salt or ice in the truth)
+    and the empty ones apart, since a mean over both hides either: Dice, IoU and PS over all and
+    over the bearing ones (``bearing_*``); the share of empty ones predicted empty
+    (``empty_right``); the competition score over all. A group with no member scores NaN."""
+    scores = [mask_scores(truth, predicted) for truth, predicted in pairs]
+    bearing = [s for s, (truth, _) in zip(scores, pairs) if truth.any()]
+    free = [not predicted.any() for truth, predicted in pairs if not truth.any()]
+
+    def mean(values) -> float:
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    return {**{name: mean([s[name] for s in scores]) for name in ("dice", "iou", "ps")},
+            **{f"bearing_{name}": mean([s[name] for s in bearing]) for name in ("dice", "iou", "ps")},
+            "empty_right": mean(free), "competition": mean([competition_score(t, p) for t, p in pairs]),
+            "bearing_count": len(bearing), "empty_count": len(free)}
