@@ -36,6 +36,7 @@ from models.fusion import SIZES as FUSION_SIZES
 from models.losses import SEGMENTATION_LOSSES
 from training import summaries as tb
 from training.config import TaskOptions, TrainConfig, option
+from training.tasks.segment.inference import predict_batches
 from training.tasks.segment.metrics import BAND_WIDTH, grouped_scores, mask_scores
 from training.tasks import Task, global_batch, register_task
 from training.tasks.segment.fusion import FusionData, is_fusion_model, prepare_fusion_data
@@ -147,7 +148,7 @@ def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, 
     """Salt probability (H, W) of a whole section: overlapping patches predicted in batches and
     blended with a window (:func:`datasets.tiles.blend_tiles`), so there are no seams."""
     patches, origins, _ = section_patches(amplitude, patch_size, stride, normalize)
-    logits = model.predict(patches, batch_size=batch_size, verbose=verbose)
+    logits = predict_batches(model, patches, batch_size, verbose)
     return blend_tiles(1 / (1 + np.exp(-logits[..., 0])), origins, amplitude.shape)
 
 
@@ -221,7 +222,7 @@ class SegmentTask(Task):
                    "radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy arrays)")
     defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
                 "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
-    strategies = ("auto", "default", "mirrored")
+    strategies = ("auto", "default", "mirrored", "multiworker")
     options = SegmentOptions
 
     def config_problems(self, config: TrainConfig) -> list[str]:

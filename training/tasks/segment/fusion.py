@@ -25,6 +25,7 @@ from datasets.tables import SPLITS, DataError, write_bad_files
 from models import MODELS
 from models.fusion import INPUT_NAMES
 from training.tasks import global_batch
+from training.tasks.segment.inference import predict_batches
 from training.tasks.segment.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class FusionData:
         """Ice probability (H, W) of each scene."""
         if not items:
             return []
-        logits = model.predict(self.arrays(items)[0], batch_size=batch_size, verbose=0)
+        logits = predict_batches(model, self.arrays(items)[0], batch_size)
         return list(1 / (1 + np.exp(-logits[..., 0])))
 
     def picture(self, item: FusionSample, probability: np.ndarray) -> np.ndarray:
