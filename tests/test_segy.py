@@ -225,3 +225,25 @@ def test_predict_writes_the_whole_crossline_and_says_its_shape(tiny_unet_run, tm
     assert predict(["--model", str(run), "--section", line, "--out", str(tmp_path / "out")]) == 0
     assert np.load(tmp_path / "out" / "line_probability.npy").shape == (SAMPLES, 61)
     assert "line.sgy: 24 samples x 61 traces (one crossline: all 61 traces)" in capsys.readouterr().out
+
+
+def test_sections_predicted_together_equal_each_predicted_alone(monkeypatch):
+    """The patches of many sections share a call, in groups (of at most five patches here: the
+    first two sections, 4 + 1 patches, share one); each section's probability is what it gets
+    alone. Break tried: the offset into the shared logits not advanced; the second section then
+    gets the first one's first patch."""
+    import keras
+
+    import training.tasks.segment as segment
+    from datasets.seismic import LabelledSection
+
+    monkeypatch.setattr(segment, "PATCHES_PER_CALL", 5)
+    model = keras.Sequential([keras.Input((32, 32, 1)),  # logits = the z-scored patch: every patch differs
+                              keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")])
+    rng = np.random.default_rng(1)
+    sections = [LabelledSection(str(i), rng.normal(size=shape).astype(np.float32), np.zeros(shape, bool), "val")
+                for i, shape in enumerate([(40, 40), (20, 30), (64, 50), (33, 33)])]
+    data = segment.SegmentationData(sections, 32, 16, "patch")
+    for section, together in zip(sections, data.predict(model, sections, batch_size=4)):
+        alone = segment.predict_section(model, section.amplitude, 32, 16, "patch", batch_size=4)
+        np.testing.assert_allclose(together, alone, atol=1e-5)

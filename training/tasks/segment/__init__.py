@@ -62,9 +62,18 @@ class SegmentationData:
         return [s for s in self.sections if s.split == split]
 
     def predict(self, model: keras.Model, items: list[LabelledSection], batch_size: int) -> list[np.ndarray]:
-        """Salt probability of each whole section, patch by patch and blended."""
-        return [predict_section(model, s.amplitude, self.patch_size, self.stride, self.normalize, batch_size)
-                for s in items]
+        """Salt probability of each whole section, patch by patch and blended. The patches of
+        several sections share one call (up to ``PATCHES_PER_CALL``), so thousands of small
+        sections, such as 101-pixel TGS patches, do not each pay for a call of their own."""
+        probabilities = []
+        for group in _groups_of_patches(items, self.patch_size, self.stride, self.normalize):
+            logits = predict_batches(model, np.concatenate([patches for _, patches, _ in group]), batch_size)
+            start = 0
+            for section, patches, origins in group:
+                chunk = logits[start:start + len(patches), ..., 0]
+                probabilities.append(blend_tiles(1 / (1 + np.exp(-chunk)), origins, section.amplitude.shape))
+                start += len(patches)
+        return probabilities
 
     def picture(self, item: LabelledSection, probability: np.ndarray) -> np.ndarray:
         return section_picture(item.amplitude, item.salt, probability)
@@ -141,6 +150,24 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     print(f"{len(sections)} labelled sections; split {counts}; {config.options.patch_size}-pixel patches every "
           f"{config.options.stride} pixels, z-scored per {config.options.normalize}", flush=True)
     return SegmentationData(sections, config.options.patch_size, config.options.stride, config.options.normalize)
+
+
+PATCHES_PER_CALL = 2048  # bounds the memory of predicting many sections at once
+
+
+def _groups_of_patches(items: list[LabelledSection], patch_size: int, stride: int, normalize: str):
+    """Lists of (section, patches, origins) of about ``PATCHES_PER_CALL`` patches each (a larger
+    section is a group of its own), in the sections' order."""
+    group, count = [], 0
+    for section in items:
+        patches, origins, _ = section_patches(section.amplitude, patch_size, stride, normalize)
+        if group and count + len(patches) > PATCHES_PER_CALL:
+            yield group
+            group, count = [], 0
+        group.append((section, patches, origins))
+        count += len(patches)
+    if group:
+        yield group
 
 
 def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, stride: int, normalize: str,
