@@ -18,12 +18,13 @@ import tensorflow as tf
 
 from datasets.tables import DataError
 from models import WeightsError, start_from, trained_model_file
+from models.saving import load_keras_file
 from training import summaries as tb
 from training.config import ConfigError, TrainConfig
 from training.distribute import StrategyError, configure_devices, make_strategy, set_cluster, speed_switches
+from training.phases import BestModelCheckpoint, fit
 from training.run_folders import BACKUP, make_run_dir
 from training.tasks import TASKS, Task, TaskData
-from training.phases import BestModelCheckpoint, fit
 
 USER_ERRORS = (ConfigError, DataError, WeightsError, StrategyError)  # one line and exit code 2, no traceback
 
@@ -86,7 +87,7 @@ def train_and_report(config: TrainConfig, run_dir: Path, state: str) -> dict:
     if multiworker:
         print(f"Final weights fingerprint: {weights_fingerprint(model)}", flush=True)
     shutil.rmtree(run_dir / BACKUP)
-    best = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    best = load_keras_file(run_dir / "model.keras")
     metrics = task.evaluate(best, config, data, run_dir)
     if config.tb_hparams:
         tb.write_final_metrics(run_dir, task.final_scalars(metrics), step=total_epochs)
