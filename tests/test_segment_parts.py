@@ -317,3 +317,14 @@ def test_salt_bearing_and_salt_free_masks_are_scored_apart():
     assert scores["dice"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
     assert scores["competition"] == pytest.approx((1 + competition_score(salt, half) + 1 + 0) / 4)
     assert np.isnan(grouped_scores([(salt, salt)])["empty_right"])
+
+
+@pytest.mark.parametrize("truth_value, predicted_value, expected", [(True, False, 0.0), (False, True, 0.0),
+                                                                      (True, True, 1.0), (False, False, 1.0)])
+def test_ps_of_masks_without_a_boundary_follows_whether_they_agree(truth_value, predicted_value, expected):
+    """Issue 32, point 1: a patch all salt against an empty prediction (or the reverse) has no
+    boundary band. Break tried: the old PS, the Dice of the empty band, which scored 1.0 there
+    beside a Dice of 0."""
+    truth = np.full((16, 16), truth_value)
+    predicted = np.full((16, 16), predicted_value)
+    assert perimetric_similarity(truth, predicted) == expected == dice(truth, predicted)

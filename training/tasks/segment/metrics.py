@@ -7,7 +7,7 @@ distance) of the true *or* the predicted boundary,
 salt pixel with a non-salt pixel among its eight neighbours (the image's own edge is not a
 boundary). Interior pixels, which every reasonable model gets right, do not count, so PS
 falls with misplaced, ragged or missing boundaries where Dice hardly moves. Two empty masks
-score 1 on every measure.
+score 1 on every measure; where neither mask has a boundary, PS is the whole masks' Dice.
 """
 
 from __future__ import annotations
@@ -43,8 +43,16 @@ def boundary_band(mask: np.ndarray, width: int = BAND_WIDTH) -> np.ndarray:
 
 
 def perimetric_similarity(truth: np.ndarray, predicted: np.ndarray, width: int = BAND_WIDTH) -> float:
-    """Dice restricted to the band of ``width`` pixels around both boundaries (module docstring)."""
+    """Dice restricted to the band of ``width`` pixels around both boundaries (module docstring).
+
+    Where neither mask has a boundary (each is all salt or all free: whole-salt patches,
+    whole-ice or open-water scenes) there is no band, and PS is the Dice of the whole masks: 1
+    when they agree, 0 when one is all salt and the other empty (the band's empty Dice would
+    score that 1 beside a Dice of 0).
+    """
     band = boundary_band(truth, width) | boundary_band(predicted, width)
+    if not band.any():
+        return dice(truth, predicted)
     return dice(truth & band, predicted & band)
 
 
