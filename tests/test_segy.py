@@ -151,10 +151,10 @@ def test_traces_of_differing_lengths_are_refused(tmp_path):
 
 
 def test_the_tgs_folder_layout_reads_and_lists_images_without_masks(tmp_path):
-    for name in ("a", "b", "c"):
-        cv2.imwrite(str((tmp_path / "images").mkdir(exist_ok=True) or tmp_path / "images" / f"{name}.png"),
-                    np.full((101, 101), 128, np.uint8))
+    (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.full((101, 101), 128, np.uint8))
     for name in ("a", "c"):
         cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), np.zeros((101, 101), np.uint8))
     bad: list[dict] = []

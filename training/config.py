@@ -300,10 +300,11 @@ def _task_description(task) -> str:
 
 def _add_flags(group, kind: type, only: set[str] | None = None,
                owners: Mapping[str, list[str]] | None = None) -> None:
+    types = _field_types(kind)
     for f in _cli_fields(kind):
         if only is not None and f.name not in only:
             continue
-        kind_of = _field_types(kind)[f.name]
+        kind_of = types[f.name]
         shared_by = f" (also {', '.join(owners[f.name][1:])})" if owners and len(owners[f.name]) > 1 else ""
         help = f"{_resolved(f.metadata['help'])}{shared_by} (default: {f.default})"
         flag = "--" + f.name.replace("_", "-")
@@ -336,11 +337,11 @@ def reference_markdown(tasks: Mapping[str, Any]) -> str:
 
 
 def _options_table(kind: type) -> list[str]:
-    rows = ["| setting | type | default | what |", "| --- | --- | --- | --- |"]
+    rows, types = ["| setting | type | default | what |", "| --- | --- | --- | --- |"], _field_types(kind)
     for f in _cli_fields(kind):
         choices = _resolved(f.metadata.get("choices"))
         what = _resolved(f.metadata["help"]) + (f" (one of: {', '.join(map(str, choices))})" if choices else "")
-        rows.append(f"| `{f.name}` | {_field_types(kind)[f.name].__name__} | `{f.default!r}` | "
+        rows.append(f"| `{f.name}` | {types[f.name].__name__} | `{f.default!r}` | "
                     f"{what.replace('|', '/')} |")
     return rows
 

@@ -70,8 +70,8 @@ class SegmentationData:
             logits = predict_batches(model, np.concatenate([patches for _, patches, _ in group]), batch_size)
             start = 0
             for section, patches, origins in group:
-                chunk = logits[start:start + len(patches), ..., 0]
-                probabilities.append(blend_tiles(1 / (1 + np.exp(-chunk)), origins, section.amplitude.shape))
+                probabilities.append(blended_probability(logits[start:start + len(patches)], origins,
+                                                         section.amplitude.shape))
                 start += len(patches)
         return probabilities
 
@@ -175,8 +175,12 @@ def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, 
     """Salt probability (H, W) of a whole section: overlapping patches predicted in batches and
     blended with a window (:func:`datasets.tiles.blend_tiles`), so there are no seams."""
     patches, origins, _ = section_patches(amplitude, patch_size, stride, normalize)
-    logits = predict_batches(model, patches, batch_size, verbose)
-    return blend_tiles(1 / (1 + np.exp(-logits[..., 0])), origins, amplitude.shape)
+    return blended_probability(predict_batches(model, patches, batch_size, verbose), origins, amplitude.shape)
+
+
+def blended_probability(logits: np.ndarray, origins, shape: tuple[int, int]) -> np.ndarray:
+    """The patches' salt logits (N, P, P, 1) as one (H, W) probability, overlaps blended."""
+    return blend_tiles(1 / (1 + np.exp(-logits[..., 0])), origins, shape)
 
 
 def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
