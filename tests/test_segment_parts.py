@@ -328,3 +328,83 @@ def test_ps_of_masks_without_a_boundary_follows_whether_they_agree(truth_value, 
     truth = np.full((16, 16), truth_value)
     predicted = np.full((16, 16), predicted_value)
     assert perimetric_similarity(truth, predicted) == expected == dice(truth, predicted)
+
+
+# --- round 2: what a one-line break would change unseen ----------------------------------
+
+def test_each_loss_name_compiles_its_own_function(tmp_path):
+    """Issue 32, point 4. Break tried: ``"kl": bce`` in the registry (the two agree on hard
+    labels to within clipping, so only a by-name check sees it) and the task compiling
+    ``bce_dice`` whatever ``--loss`` says."""
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    functions = list(SEGMENTATION_LOSSES.values())
+    assert len({id(f) for f in functions}) == len(functions)
+    assert all(f.__name__ == name.replace("+", "_") for name, f in SEGMENTATION_LOSSES.items())
+    model = build_model("unet_resnet34", 1, (32, 32, 1), weights="none", encoder_width=8)
+    for name in SEGMENTATION_LOSSES:
+        config = parse_config(["--task", "segment", "--loss", name], TASKS)
+        TASKS["segment"].compile(model, keras.optimizers.Adam(), config, jit=False)
+        assert model.loss is SEGMENTATION_LOSSES[name]
+
+
+def test_kl_and_hausdorff_losses_match_references_worked_without_the_code(masks):
+    """Issue 32, point 4: KL over the two outcomes of each pixel, with Keras' clipping to
+    [1e-7, 1]; Hausdorff (Karimi & Salcudean, eq. 8) with SciPy's chessboard distance
+    transforms of the true and the thresholded predicted masks. Break tried: alpha 1 instead
+    of 2, and the predicted distance taken from the soft probabilities."""
+    z = np.random.default_rng(5).normal(0, 2, masks.shape).astype(np.float32)
+    p = 1 / (1 + np.exp(-z))
+    t = np.clip(np.concatenate([masks, 1 - masks], -1), 1e-7, 1)
+    q = np.clip(np.concatenate([p, 1 - p], -1), 1e-7, 1)
+    assert _value("kl", masks, z) == pytest.approx((t * np.log(t / q)).sum(-1).mean(), rel=1e-4)
+
+    def distance(mask: np.ndarray) -> np.ndarray:
+        salt = mask[..., 0] > 0
+        inside = distance_transform_cdt(salt, metric="chessboard") - 1
+        outside = distance_transform_cdt(~salt, metric="chessboard") - 1
+        return np.minimum(np.where(salt, inside, outside), 16).astype(np.float64)[..., None]
+
+    weight = np.stack([distance(y) ** 2 + distance(prob > 0.5) ** 2 for y, prob in zip(masks, p)])
+    expected = ((p - masks) ** 2 * weight).mean()
+    assert _value("hausdorff", masks, z) == pytest.approx(expected, rel=1e-4)
+
+
+def test_each_decoder_stage_takes_the_skip_of_its_own_resolution():
+    """Issue 32, point 3: a U-Net without skips builds and trains with plausible scores.
+    Break tried: ``skip`` dropped (None) for one decoder stage."""
+    model = build_model("unet_resnet34", 1, (64, 64, 1), weights="none", encoder_width=8)
+    expected = {"decoder1": "stage3_out", "decoder2": "stage2_out", "decoder3": "stage1_out", "decoder4": "stem_out"}
+    for stage, skip in expected.items():
+        inputs = model.get_layer(f"{stage}_concat").input
+        assert any(tensor is model.get_layer(skip).output for tensor in inputs), f"{stage} lacks {skip}"
+        assert inputs[0].shape[1:3] == model.get_layer(skip).output.shape[1:3]
+
+
+def test_training_flips_each_salt_patch_and_its_mask_together_left_right_only():
+    """Issue 32, point 2: each section's amplitude is its own mask (z-scored, so salt is
+    positive), so a flip of one without the other shows, and so does an up-down flip.
+    Break tried: the mask left unflipped; ``tf.reverse(..., [0])`` (upside down)."""
+    from training.config import parse_config
+    from training.tasks.segment import SegmentationData
+    from training.tasks import TASKS
+
+    from datasets.seismic import LabelledSection
+
+    rng = np.random.default_rng(0)
+    sections = []
+    for i in range(8):
+        salt = np.zeros((32, 32), bool)
+        salt[rng.integers(12, 20):, rng.integers(0, 8):rng.integers(12, 24)] = True
+        sections.append(LabelledSection(f"s{i}", salt.astype(np.float32), salt, "train"))
+    originals = [s.salt for s in sections]
+    data = SegmentationData(sections, patch_size=32, stride=32, normalize="patch")
+    config = parse_config(["--task", "segment", "--batch-size", "8"], TASKS)
+    flipped = 0
+    for patches, masks in data.dataset("train", config, training=True).repeat(4):
+        for patch, mask in zip(patches.numpy()[..., 0], masks.numpy()[..., 0] > 0):
+            np.testing.assert_array_equal(patch > 0, mask)
+            assert any(np.array_equal(mask, o) or np.array_equal(mask, o[:, ::-1]) for o in originals)
+            flipped += not any(np.array_equal(mask, o) for o in originals)
+    assert flipped > 0
