@@ -197,3 +197,49 @@ def test_explain_run_explains_whole_sections_of_a_segmentation_run(segment_run, 
     assert explain_main(["--model", str(segment_run["run"]), "--sections", str(folder / "s2.npy"),
                          "--layer", "no_such_layer", "--out", str(tmp_path)]) == 2
     assert "no_such_layer" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def section_normalized_run(tmp_path_factory) -> Path:
+    """A run folder made with ``--normalize section --stride 8`` (neither the default nor the
+    fallback of half a patch), holding an untrained U-Net of 32-pixel patches."""
+    from models.unet import build_unet_resnet34
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    run = tmp_path_factory.mktemp("section_run")
+    parse_config(["--task", "segment", "--patch-size", "32", "--stride", "8", "--normalize", "section",
+                  "--encoder-width", "8"], TASKS).to_yaml(run / "config.yaml")
+    build_unet_resnet34(1, (32, 32, 1), encoder_width=8).save(run / "model.keras")
+    return run
+
+
+def _trending_section() -> np.ndarray:
+    """A section whose amplitude grows with depth, so z-scoring per patch and per section differ."""
+    amplitude = generate(np.random.default_rng(7), 48, 56).amplitude
+    return amplitude + np.linspace(0, 4, 48, dtype=np.float32)[:, None]
+
+
+def test_predict_and_explain_use_the_runs_normalisation_and_stride(section_normalized_run, tmp_path):
+    """Issue 32, point 5: the run's settings travel with it. Break tried: ``training.predict``
+    and ``explain.run --sections`` each falling back to per-patch z-scores, and to half a patch
+    as stride, whatever the run's config.yaml says."""
+    from explain.run import main as explain_main
+    from explain.sections import explain_section
+
+    section = tmp_path / "trend.npy"
+    np.save(section, _trending_section())
+    model = keras.saving.load_model(section_normalized_run / "model.keras", compile=False)
+    run_settings = predict_section(model, np.load(section), 32, 8, "section")
+    assert np.abs(run_settings - predict_section(model, np.load(section), 32, 8, "patch")).max() > 1e-3
+    assert np.abs(run_settings - predict_section(model, np.load(section), 32, 16, "section")).max() > 1e-5
+    assert predict_main(["--model", str(section_normalized_run), "--section", str(section),
+                         "--out", str(tmp_path / "out")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "trend_probability.npy"), run_settings, atol=1e-6)
+
+    assert explain_main(["--model", str(section_normalized_run), "--sections", str(section), "--methods", "gradcam",
+                         "--layer", "stage2_out", "--out", str(tmp_path / "why")]) == 0
+    expected = explain_section(model, np.load(section), ["gradcam"], 8, "section", "stage2_out")["gradcam"]
+    np.testing.assert_allclose(np.load(tmp_path / "why" / "gradcam" / "trend.npy"), expected, atol=1e-5)
+    other = explain_section(model, np.load(section), ["gradcam"], 16, "patch", "stage2_out")["gradcam"]
+    assert np.abs(expected - other).max() > 1e-3
