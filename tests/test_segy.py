@@ -247,3 +247,55 @@ def test_sections_predicted_together_equal_each_predicted_alone(monkeypatch):
     for section, together in zip(sections, data.predict(model, sections, batch_size=4)):
         alone = segment.predict_section(model, section.amplitude, 32, 16, "patch", batch_size=4)
         np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def random_cube(tmp_path_factory):
+    """A cube of inlines 10..13 by crosslines 20..51 whose inlines hold different noise, and
+    the (SAMPLES, 32) section written for each inline."""
+    path = tmp_path_factory.mktemp("cube") / "cube.sgy"
+    sections = {inline: np.random.default_rng(inline).normal(size=(SAMPLES, 32)).astype(np.float32)
+                for inline in range(10, 14)}
+    spec = segyio.spec()
+    spec.ilines, spec.xlines, spec.samples, spec.format, spec.sorting = list(range(10, 14)), list(range(20, 52)), \
+        list(range(SAMPLES)), 5, segyio.TraceSortingFormat.INLINE_SORTING
+    with segyio.create(str(path), spec) as segy:
+        for index, (inline, crossline) in enumerate(grid(range(10, 14), range(20, 52))):
+            segy.header[index] = {segyio.TraceField.INLINE_3D: inline, segyio.TraceField.CROSSLINE_3D: crossline}
+            segy.trace[index] = np.ascontiguousarray(sections[inline][:, crossline - 20])
+    return path, sections
+
+
+def test_the_manifests_inline_column_chooses_the_section_read(random_cube, tmp_path):
+    """Issue 32, point 6. Break tried: the manifest's ``inline`` ignored (the reader then takes
+    the cube's middle inline for every row)."""
+    from datasets.seismic import load_labelled_sections
+
+    path, sections = random_cube
+    rows = []
+    for inline in (10, 12):
+        cv2.imwrite(str(tmp_path / f"m{inline}.png"), (sections[inline] > 0).astype(np.uint8) * 255)
+        rows.append({"section": str(path), "mask": str(tmp_path / f"m{inline}.png"), "inline": inline})
+    bad = []
+    loaded = load_labelled_sections(pd.DataFrame(rows), bad)
+    assert not bad and len(loaded) == 2
+    for (row, amplitude, salt), inline in zip(loaded, (10, 12)):
+        np.testing.assert_array_equal(amplitude, sections[inline])
+        np.testing.assert_array_equal(salt, sections[inline] > 0)
+
+
+def test_predict_inline_predicts_the_inline_asked_for(random_cube, tiny_unet_run, tmp_path):
+    """Issue 32, point 6. Break tried: ``training.predict`` reading the section without
+    ``--inline`` (the middle inline)."""
+    import keras
+
+    from training.predict import main as predict_main
+    from training.tasks.segment import predict_section
+
+    path, sections = random_cube
+    assert predict_main(["--model", str(tiny_unet_run), "--section", str(path), "--inline", "13",
+                         "--out", str(tmp_path)]) == 0
+    model = keras.saving.load_model(tiny_unet_run / "model.keras", compile=False)
+    found = np.load(tmp_path / "cube_probability.npy")
+    np.testing.assert_allclose(found, predict_section(model, sections[13], 32, 16, "patch"), atol=1e-6)
+    assert np.abs(found - predict_section(model, sections[11], 32, 16, "patch")).max() > 1e-3
