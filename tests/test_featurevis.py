@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from datasets.images import write_image
 from explain import LayerError
 from explain.featurevis import (Objective, VisualizeError, activation_maximization, high_frequency_share,
-                                network_inversion, objective_scores, parse_objective)
+                                network_inversion, objective_scores, parse_objective, relative_feature_error)
 from explain.featurevis.__main__ import main as visualize_main
 from models import build_model
 from models.unet import build_resnet34_classifier
@@ -224,6 +224,14 @@ def test_cli_inverts_a_seismic_section_with_a_one_channel_model(tmp_path):
     code = visualize_main(["--model", str(tmp_path / "salt.keras"), "--out", str(out), "--steps", "2",
                            "--classes", "1", "--invert", str(tmp_path / "section.npy")])
     assert code == 0 and (out / "inversion.png").is_file() and (out / "am_classes.png").is_file()
+    # Issue 32, point 9: the images lie in the z-scored range of the model's patches, not
+    # [0, 255]. Break tried: the default range taken as 0,255 whatever the model.
+    drawn = np.load(out / "am_classes.npz")["image"]
+    inverted = np.load(out / "inversion.npz")
+    assert drawn.shape == (1, SIZE, SIZE, 1) and -3 <= drawn.min() < 0 < drawn.max() <= 3
+    assert abs(inverted["original"].mean()) < 0.5  # the section's centre patch, z-scored as in training
+    for layer in inverted.files[1:]:
+        assert -3 <= inverted[layer].min() < 0 < inverted[layer].max() <= 3
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -244,3 +252,31 @@ def test_cli_bad_input_is_one_clear_line(sednet_file, tmp_path, capsys, flags, m
     assert visualize_main(["--model", str(sednet_file / "model.keras"), "--out", str(out), "--steps", "1",
                            *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_inversion_normalises_each_images_feature_error_by_its_own_energy():
+    """Issue 32, point 7, worked by hand: targets of energy 16 and 1600 (all ones and all tens
+    over 16 values), activations at half the target: each image's error is (1/2)^2 = 0.25,
+    and zero activations give 1 for both. Break tried: one energy for the whole batch
+    (the strong image then weighs 100 times the weak one)."""
+    target = np.stack([np.ones((4, 4, 1)), np.full((4, 4, 1), 10.0)]).astype(np.float32)
+    np.testing.assert_allclose(relative_feature_error(target / 2, target), [0.25, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(relative_feature_error(np.zeros_like(target), target), [1.0, 1.0], rtol=1e-6)
+    again = target.copy()
+    again[0, 0, 0, 0] = 3.0  # one value off by 2 in the weak image only
+    np.testing.assert_allclose(relative_feature_error(again, target), [4 / 16, 0.0], rtol=1e-6)
+
+
+def test_a_neuron_objective_draws_what_that_neuron_sees():
+    """Issue 32, point 8: neuron (1, 5) of a stride-2 4x4 box filter sees input rows 2-5 and
+    columns 10-13; AM (pixels, no transformations) must light exactly those, not the transposed
+    window. Break tried: row and column swapped in ``Objective.score``."""
+    inputs = keras.Input((16, 16, 1), name="image")
+    grid = keras.layers.Conv2D(1, 4, strides=2, kernel_initializer="ones", use_bias=False, name="grid")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(grid))
+    image = activation_maximization(model, ["grid:0@1,5"], steps=64, parametrization="pixel", transforms=None,
+                                    value_range=(0.0, 1.0))[0, ..., 0]
+    seen = np.zeros((16, 16), bool)
+    seen[2:6, 10:14] = True
+    assert image[seen].min() > 0.9
+    np.testing.assert_allclose(image[~seen], 0.5, atol=0.01)

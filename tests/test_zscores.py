@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from explain.zscores import (RunningMoments, ZScoreError, check_groups, find_linear_head, group_sums, input_groups,
+from explain.zscores import (RunningMoments, ablated_logits, ZScoreError, check_groups, find_linear_head, group_sums, input_groups,
                              parse_groups, score_table, zscores)
 from models.fusion import build_fusion_aspp
 
@@ -191,3 +191,22 @@ def test_a_groups_contribution_spread_lets_correlated_inputs_cancel():
     assert groups.loc["pair", "contribution_std"] == pytest.approx(0, abs=1e-6)
     assert groups.loc["single", "contribution_std"] == pytest.approx(np.std(0.5 * data[:, 2]), rel=1e-5)
     assert groups.loc["single", "share_contribution"] == pytest.approx(1)
+
+
+def test_mean_ablation_holds_a_group_at_its_mean_not_at_zero():
+    """Issue 32, point 10, a linear head worked by hand: the ablated logits are the head applied
+    to the features with the group's columns replaced by their mean over the inputs. Break
+    tried: the group held at zero."""
+    inputs = keras.Input((4,), name="x")
+    head = keras.layers.Dense(2, name="head")
+    model = keras.Model(inputs, head(inputs))
+    kernel = np.array([[1.0, -2.0], [0.5, 0.0], [3.0, 1.0], [-1.0, 4.0]], np.float32)
+    head.set_weights([kernel, np.array([0.25, -0.5], np.float32)])
+    x = np.array([[2.0, 5.0, 1.0, 0.0], [4.0, 7.0, -1.0, 2.0], [6.0, 9.0, 3.0, 4.0]], np.float32)
+    logits, ablated = ablated_logits(model, x, groups=[("a", 0, 2), ("b", 2, 4)])
+    np.testing.assert_allclose(logits, x @ kernel + [0.25, -0.5], rtol=1e-6)
+    held = x.copy()
+    held[:, :2] = [4.0, 7.0]  # the columns' means
+    np.testing.assert_allclose(ablated["a"], held @ kernel + [0.25, -0.5], rtol=1e-6)
+    # row 0 by hand: (4 * 1 + 7 * 0.5 + 1 * 3 + 0 * -1 + 0.25, 4 * -2 + 0 + 1 * 1 + 0 * 4 - 0.5)
+    np.testing.assert_allclose(ablated["a"][0], [10.75, -7.5], rtol=1e-6)

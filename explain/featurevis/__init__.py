@@ -415,15 +415,13 @@ def network_inversion(model: keras.Model, images, layer: str, *, steps: int = 30
     record_outputs(model, structured_inputs(model, {k: tf.constant(v) for k, v in originals.items()}),
                    frozenset([layer]), recorded)
     target = tf.constant(recorded[layer])
-    energy = tf.reduce_mean(tf.square(target), axis=_feature_axes(target)) + 1e-12
     held = {name: x for name, x in originals.items() if name != input_name}
     optimization = _Optimization(model, target.shape[0], [layer], parametrization=parametrization,
                                  value_range=value_range, transforms=transforms, learning_rate=learning_rate,
                                  seed=seed, held=held)
 
     def loss(outputs, recorded, images):
-        error = tf.reduce_mean(tf.square(recorded[layer] - target), axis=_feature_axes(target)) / energy
-        return error, _regularization(images, value_range, 0.0, tv)
+        return relative_feature_error(recorded[layer], target), _regularization(images, value_range, 0.0, tv)
 
     bar = keras.utils.Progbar(steps, unit_name="step") if progress else None
     optimization.run(loss, steps, bar)
@@ -431,14 +429,18 @@ def network_inversion(model: keras.Model, images, layer: str, *, steps: int = 30
     final = {}
     record_outputs(model, structured_inputs(model, {**originals, input_name: tf.constant(reconstructed)}),
                    frozenset([layer]), final)
-    error = np.sqrt(tf.reduce_sum(tf.square(final[layer] - target), axis=_feature_axes(target)).numpy()
-                    / tf.reduce_sum(tf.square(target), axis=_feature_axes(target)).numpy())
+    error = np.sqrt(relative_feature_error(final[layer], target).numpy())
     similarity = [ssim(a, b, value_range) for a, b in zip(originals[input_name], reconstructed)]
     return Inversion(layer, reconstructed, error.astype(np.float32), np.array(similarity, np.float32))
 
 
-def _feature_axes(tensor: tf.Tensor) -> tuple[int, ...]:
-    return tuple(range(1, len(tensor.shape)))
+def relative_feature_error(activations: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Per image, ``||A - A0||^2 / ||A0||^2``: network inversion's data term (Mahendran &
+    Vedaldi 2015, eq. 2 with their normalisation), so an image whose activations are weak
+    counts as much as a strong one, whatever else shares its batch."""
+    axes = tuple(range(1, len(target.shape)))
+    energy = tf.reduce_sum(tf.square(target), axis=axes)
+    return tf.reduce_sum(tf.square(activations - target), axis=axes) / tf.maximum(energy, 1e-12)
 
 
 def ssim(original: np.ndarray, reconstruction: np.ndarray, value_range: Range) -> float:

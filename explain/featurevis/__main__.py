@@ -3,8 +3,9 @@ units and layers have learned.
 
 Activation maximisation (AM) grids, per class or per channel of a layer, and network
 inversion (NI) strips of given images over several layers (the salt thesis's figure 4
-layout), as PNGs, plus ``figures.csv`` with each picture's numbers: the objective reached and
-the share of high-frequency energy for AM, the SSIM to the original and the relative feature
+layout), as PNGs, each with its images as arrays in the model's input range (``.npz`` beside
+the PNG), plus ``figures.csv`` with each picture's numbers: the objective reached and the
+share of high-frequency energy for AM, the SSIM to the original and the relative feature
 error for NI. See :mod:`explain.featurevis` for the methods and ``--help`` for the objectives.
 """
 
@@ -196,6 +197,7 @@ def am_figures(loaded: LoadedModel, objectives: list, title: str, stem: str, out
                  if isinstance(images, dict) else {loaded.spec.input_names[0]: images})
     reached = objective_scores(loaded.model, {**(hold or {}), **per_input}, objectives)
     names = [loaded.class_names[o] if isinstance(o, int) else str(parse_objective(o)) for o in objectives]
+    np.savez(out / f"{stem}.npz", **per_input)
     path = save_grid([list(x) for x in per_input.values()], out / f"{stem}.png", args.range,
                      row_titles=list(per_input) if len(per_input) > 1 else (), column_titles=names,
                      captions=[[f"{v:.3g}" for v in reached]] * len(per_input), title=title)
@@ -214,6 +216,7 @@ def inversion_figure(loaded: LoadedModel, images: dict[str, np.ndarray], name: s
         results.append(network_inversion(loaded.model, for_model(images), layer, steps=args.steps,
                                          learning_rate=args.lr, tv=args.inversion_tv, value_range=args.range,
                                          input_name=name, seed=args.seed, progress=True))
+    np.savez(out / "inversion.npz", original=images[name], **{r.layer: r.images for r in results})
     cells = [[images[name][i], *(r.images[i] for r in results)] for i in range(len(paths))]
     captions = [["", *(f"SSIM {r.ssim[i]:.2f}" for r in results)] for i in range(len(paths))]
     figure = save_grid(cells, out / "inversion.png", args.range, row_titles=[Path(p).stem for p in paths],
