@@ -114,6 +114,25 @@ def test_a_run_reports_what_scikit_learn_computes_from_its_predictions(regress_r
     assert (run_dir / "scatter.png").is_file()
 
 
+def test_lot_scores_are_those_of_each_lots_mean_prediction(regress_run):
+    """Issue 32, point 11: groups.csv is predictions.csv grouped by lot and averaged, and the
+    lot-level test scores are scikit-learn's on those means. Break tried: each lot's first
+    prediction instead of the mean."""
+    run_dir, _ = regress_run
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    means = predictions.groupby("group").agg(target=("target", "mean"), predicted=("predicted", "mean"),
+                                             images=("path", "count"))
+    assert (means["images"] > 1).sum() >= 3  # lots of several images, so mean and first differ
+    groups = pd.read_csv(run_dir / "groups.csv").set_index("group").loc[means.index]
+    np.testing.assert_allclose(groups["predicted"], means["predicted"], rtol=1e-5)
+    np.testing.assert_allclose(groups["target"], means["target"], rtol=1e-6)
+    np.testing.assert_array_equal(groups["images"], means["images"])
+    test = groups[groups["split"] == "test"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test_groups"]
+    assert metrics["r2"] == pytest.approx(r2_score(test["target"], test["predicted"]), abs=1e-6)
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(test["target"], test["predicted"]), abs=1e-6)
+
+
 def test_a_run_lists_the_bad_target_and_names_the_lot_of_one_image(regress_run):
     run_dir, out = regress_run
     bad = pd.read_csv(run_dir / "bad_files.csv")
