@@ -91,3 +91,32 @@ def test_memory_holds_a_batch_of_tiles_not_the_stack():
     tracemalloc.stop()
     blended_bytes = 4 * size * size * 4  # two classes, one map and the weights, float32
     assert peak < blended_bytes + stack_bytes / 4, (peak, stack_bytes)
+
+
+def test_a_tiles_map_is_scaled_by_its_probability_so_an_unsure_tile_is_dimmer(model):
+    """Issue 32, point 12: two tiles side by side with the same brightness pattern, one barely
+    bright (p(bright) = sigmoid(0.8) = 0.69) and one surely bright (about 1): Grad-CAM
+    normalises both to the same map, and the stitched map keeps each scaled by its tile's
+    probability. Break tried: the maps blended unscaled."""
+    pattern = np.tile(np.linspace(0, 1, TILE), (TILE, 1))  # mean 0.5: pooled feature = c / 2
+    unsure, sure = (255 * (0.5 + c * pattern) for c in (0.04, 0.5))
+    image = np.repeat(np.concatenate([unsure, sure], axis=1)[..., None], 3, axis=2).round().astype(np.uint8)
+    result = explain_tiled(model, image, ["gradcam"], tile=TILE, stride=TILE)
+    heat = result.maps["gradcam"]
+    tile_probability = [result.probabilities[:, :TILE, 0].mean(), result.probabilities[:, TILE:, 0].mean()]
+    assert tile_probability[0] == pytest.approx(1 / (1 + np.exp(-0.8)), abs=0.02) and tile_probability[1] > 0.99
+    assert heat[:, :TILE].max() == pytest.approx(tile_probability[0], abs=1e-3)
+    assert heat[:, TILE:].max() == pytest.approx(tile_probability[1], abs=1e-3)
+
+
+def test_a_tied_vote_goes_to_the_class_of_higher_mean_probability():
+    """Issue 32, point 12: the documented tie rule. Break tried: ``votes.argmax()`` (a tie then
+    goes to the first class)."""
+    from explain.tiled import TiledExplanation
+
+    probabilities = np.zeros((4, 4, 3), np.float32)
+    probabilities[..., 0], probabilities[..., 1], probabilities[..., 2] = 0.2, 0.5, 0.3
+    assert TiledExplanation(probabilities, np.array([2, 2, 0]), {}).predicted == 1
+    assert TiledExplanation(probabilities, np.array([3, 2, 0]), {}).predicted == 0  # votes first, then probability
+    probabilities[..., 0], probabilities[..., 1] = 0.5, 0.2
+    assert TiledExplanation(probabilities, np.array([2, 2, 0]), {}).predicted == 0
