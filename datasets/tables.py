@@ -149,14 +149,35 @@ def _row_problems(table: pd.DataFrame, require_label: bool) -> pd.Series:
 
 
 def _one_row_per_image(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per path: its largest usable box (a usable row before a problem row)."""
+    """One row per path: its largest usable box (a usable row before a problem row). An image
+    whose rows disagree on its label is a problem, never resolved by picking one row."""
     for column in BOX_COLUMNS + ["problem"]:
         if column not in table.columns:
             table[column] = np.nan
+    table = table.assign(problem=table["problem"].where(table["problem"].notna(), _label_conflicts(table)))
     area = (table["xmax"] - table["xmin"]) * (table["ymax"] - table["ymin"])
     table = table.assign(_rank=area.fillna(-1.0).where(table["problem"].isna(), -np.inf))
     table = table.sort_values("_rank", ascending=False, kind="stable")
     return table.drop_duplicates("path").drop(columns="_rank").sort_index().reset_index(drop=True)
+
+
+def _label_conflicts(table: pd.DataFrame) -> pd.Series:
+    """For every row of an image listed on several rows (the detection layout: a row per box)
+    whose labels differ, or which are labelled on some rows and not on others: the lines and
+    labels, and what to write instead (NaN for every other row)."""
+    if "line" not in table.columns or table["label"].isna().all():
+        return pd.Series(np.nan, index=table.index, dtype=object)
+    label = table["label"].astype(str).str.strip().where(table["label"].notna(), "")
+    problems = pd.Series(np.nan, index=table.index, dtype=object)
+    for _, rows in label.groupby(table["path"], sort=False):
+        if len(rows) < 2 or rows.nunique() < 2:
+            continue
+        manifest = table.at[rows.index[0], "line"].rsplit(" line ", 1)[0]
+        lines = ", ".join(table.at[i, "line"].rsplit(" ", 1)[-1] for i in rows.index)
+        labels = ", ".join(repr(value) if value else "none" for value in rows)
+        problems[rows.index] = (f"{manifest} lines {lines} give this image the labels {labels}: a classifier takes "
+                                "one label per image; give each of its rows the same label")
+    return problems
 
 
 def _checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:

@@ -111,3 +111,24 @@ def test_data_errors_say_what_is_wrong(tmp_path, case, message):
     source = tmp_path / "nowhere" if case == "missing" else root
     with pytest.raises(DataError, match=message):
         stratified_split(check_images(load_table(source), min_size=32).table)
+
+
+def test_rows_of_one_image_that_disagree_on_its_label_are_named_not_resolved(tmp_path):
+    """Issue 32, point 15: the detection layout (a row per box) read as a classifier manifest.
+    Rows whose labels differ, and a row without a label beside a labelled one, leave the image
+    out with the lines named in bad_files; agreeing rows stay one image. Break tried: the old
+    rule (the largest box's row wins, whatever the others say)."""
+    for name in "abcd":
+        write_image(tmp_path / f"{name}.png", _image())
+    pd.DataFrame({"path": ["a.png", "a.png", "b.png", "b.png", "c.png", "c.png", "d.png"],
+                  "label": ["cw", "ccw", "cw", "", "cw", "cw", "ccw"],
+                  "xmin": [0, 5, 0, 0, 0, 1, 0], "ymin": [0, 5, 0, 0, 0, 1, 0],
+                  "xmax": [4, 30, 9, 20, 9, 20, 9], "ymax": [4, 30, 9, 20, 9, 20, 9]}).to_csv(tmp_path / "m.csv",
+                                                                                           index=False)
+    checked = check_images(load_table(tmp_path / "m.csv"), min_size=8)
+    assert sorted(p.rsplit("/", 1)[-1] for p in checked.table["path"]) == ["c.png", "d.png"]
+    reasons = dict(zip((p.rsplit("/", 1)[-1] for p in checked.bad_files["path"]), checked.bad_files["reason"]))
+    assert reasons == {"a.png": "m.csv lines 2, 3 give this image the labels 'cw', 'ccw': a classifier takes one "
+                                "label per image; give each of its rows the same label",
+                       "b.png": "m.csv lines 4, 5 give this image the labels 'cw', none: a classifier takes one "
+                                "label per image; give each of its rows the same label"}
