@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import load_npy, read_binary_mask, without_nan
+from datasets.seismic import load_npy, read_binary_mask, finite_samples
 from datasets.tables import DataError
 
 COLUMNS = ("sar", "mwr", "mask")
@@ -87,7 +87,7 @@ def read_fusion_sample(sar_path: str, mwr_path: str, mask_path: str | None) -> F
         if truth.shape != (rows, cols):
             raise UnreadableImageError(f"the SAR is {rows} x {cols} but its mask {mask_path} is "
                                        f"{truth.shape[0]} x {truth.shape[1]}")
-    return FusionSample(sar_path, without_nan(sar, sar_path), without_nan(mwr, mwr_path), truth)
+    return FusionSample(sar_path, finite_samples(sar, sar_path), finite_samples(mwr, mwr_path), truth)
 
 
 def _array(path: str, what: str) -> np.ndarray:

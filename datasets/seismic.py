@@ -34,7 +34,7 @@ NORMALIZATIONS = ("patch", "section")
 @dataclass
 class LabelledSection:
     name: str  # the section's path as the manifest gives it
-    amplitude: np.ndarray  # float32 (H, W), NaN samples set to 0
+    amplitude: np.ndarray  # float32 (H, W), NaN and infinite samples set to 0
     salt: np.ndarray  # bool (H, W)
     split: str
 
@@ -302,23 +302,27 @@ def read_labelled_section(section: str | os.PathLike, mask: str | os.PathLike, i
     return amplitude, salt
 
 
-def without_nan(amplitude: np.ndarray, name: str) -> np.ndarray:
-    """NaN samples set to 0, with their count on stdout."""
-    nan = np.isnan(amplitude)
-    if not nan.any():
+def finite_samples(amplitude: np.ndarray, name: str) -> np.ndarray:
+    """NaN and infinite samples set to 0 (a dead sample, not a value), with their count on
+    stdout: one infinity turns a z-score, and then the loss, into NaN."""
+    bad = ~np.isfinite(amplitude)
+    if not bad.any():
         return amplitude
-    print(f"note: {name}: {int(nan.sum())} NaN samples set to 0", flush=True)
-    return np.where(nan, 0, amplitude).astype(np.float32)
+    infinite = int(np.isinf(amplitude).sum())
+    kinds = {"NaN": int(bad.sum()) - infinite, "infinite": infinite}
+    counts = " and ".join(f"{count} {kind}" for kind, count in kinds.items() if count)
+    print(f"note: {name}: {counts} samples set to 0", flush=True)
+    return np.where(bad, 0, amplitude).astype(np.float32)
 
 
 def load_labelled_sections(table: pd.DataFrame, bad: list[dict],
                            headers: SegyHeaders = SegyHeaders()) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """Reads every section that has a mask; each one that cannot be used goes to ``bad`` with
     the reason (unreadable, mask unreadable or not binary, sizes differing) and is skipped.
-    NaN samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)`` with
+    NaN and infinite samples are set to 0 and counted on stdout. Returns ``(row, amplitude, salt)`` with
     ``row`` the manifest's row as a named tuple."""
     labelled = table[table["mask"].notna()].itertuples(index=False)
-    return [(row, without_nan(amplitude, row.section), salt)
+    return [(row, finite_samples(amplitude, row.section), salt)
             for row, (amplitude, salt) in read_each(labelled, bad, lambda r: r.section,
                                                     lambda r: read_labelled_section(r.section, r.mask, _number(r, "inline"),
                                                                                     _number(r, "crossline"), headers))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from datasets.tables import DataError, list_images
@@ -28,9 +29,10 @@ def read_targets(source: Path, target_column: str) -> pd.DataFrame:
         raise DataError(f"Manifest {source} has no column {target_column!r} to regress; it has "
                         f"{[c for c in table.columns if c not in ('line', 'problem')]}. Pass --target-column.")
     target = pd.to_numeric(table[target_column], errors="coerce")
+    target = target.where(np.isfinite(target))  # an infinite target is as unusable as a missing one
     bad = target.isna() & table["problem"].isna()
     table.loc[bad, "problem"] = [f"{line}: no {target_column}" if pd.isna(value) else
-                                 f"{line}: {target_column}={value!r} is not a number"
+                                 f"{line}: {target_column}={value!r} is not a finite number"
                                  for line, value in zip(table.loc[bad, "line"], table.loc[bad, target_column])]
     if target.isna().all():
         raise DataError(f"No row of {source} has a number in its {target_column!r} column (e.g. "

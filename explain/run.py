@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import add_segy_arguments, headers_from, read_section, without_nan
+from datasets.seismic import add_segy_arguments, headers_from, read_section, finite_samples
 from datasets.survey import DIRECTIONS, map_survey
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import LayerError
@@ -180,7 +180,7 @@ def sections_main(args: argparse.Namespace) -> int:
     out, failed = Path(args.out), 0
     for path in args.sections:
         try:
-            amplitude = without_nan(read_section(path, args.inline, args.crossline, headers_from(args, run.setting)),
+            amplitude = finite_samples(read_section(path, args.inline, args.crossline, headers_from(args, run.setting)),
                                     path)
         except UnreadableImageError as err:
             print(f"error: {path} {err}", file=sys.stderr)

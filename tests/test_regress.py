@@ -62,12 +62,14 @@ def test_rows_whose_target_is_not_a_number_are_named_by_line(sem_lots, tmp_path)
     table = pd.read_csv(sem_lots)
     table["path"] = [str(sem_lots.parent / p) for p in table["path"]]
     table["cps"] = table["cps"].astype(object)
-    table.loc[2, "cps"], table.loc[5, "cps"] = "12,5 MPa", None
+    table.loc[2, "cps"], table.loc[5, "cps"], table.loc[6, "cps"] = "12,5 MPa", None, "inf"
     manifest = tmp_path / "some_bad.csv"
     table.to_csv(manifest, index=False)
     read = read_targets(manifest, "cps")
     problems = read["problem"].dropna().tolist()
-    assert problems == ["some_bad.csv line 4: cps='12,5 MPa' is not a number", "some_bad.csv line 7: no cps"]
+    assert problems == ["some_bad.csv line 4: cps='12,5 MPa' is not a finite number", "some_bad.csv line 7: no cps",
+                        "some_bad.csv line 8: cps='inf' is not a finite number"]  # issue 32, point 16
+    assert np.isfinite(read.loc[read["problem"].isna(), "target"]).all()
     table["cps"] = "strong"
     table.to_csv(manifest, index=False)
     with pytest.raises(DataError, match="No row of .*some_bad.csv has a number in its 'cps' column"):
@@ -136,7 +138,7 @@ def test_lot_scores_are_those_of_each_lots_mean_prediction(regress_run):
 def test_a_run_lists_the_bad_target_and_names_the_lot_of_one_image(regress_run):
     run_dir, out = regress_run
     bad = pd.read_csv(run_dir / "bad_files.csv")
-    assert bad["reason"].tolist() == ["lots.csv line 5: cps='broken gauge' is not a number"]
+    assert bad["reason"].tolist() == ["lots.csv line 5: cps='broken gauge' is not a finite number"]
     assert "note: 1 group(s) have a single image (lot_single)" in out
     assert "Test R²" in out
 

@@ -7,6 +7,7 @@ Task-independent: the task compiles the model (its loss and metrics) through the
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -51,6 +52,46 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             self.state_path.write_text(json.dumps({"best": self.best, "epoch": epoch}))
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss turned NaN or infinite; the message names the epoch and what to try."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops a run the moment its training loss turns NaN or infinite (or, at an epoch's end,
+    its weights or validation loss do), before anything saves or backs up the broken weights:
+    the best model and the backup of the last complete epoch stay as they were. Keras' own
+    ``TerminateOnNaN`` only ends ``fit`` on a NaN loss, and the run then fails further on for
+    want of a best model; weights can overflow while the loss still reads finite."""
+
+    def __init__(self, run_dir: Path, learning_rate: float):
+        super().__init__()
+        self.run_dir, self.learning_rate, self.epoch = run_dir, learning_rate, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"The training loss became {loss} in epoch {self.epoch + 1} (batch {batch + 1}). "
+                                   + self._advice())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
+            raise TrainingDiverged(f"The weights became infinite or NaN in epoch {epoch + 1}. " + self._advice())
+        loss = float((logs or {}).get("val_loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"The validation loss is {loss} after epoch {epoch + 1} while the training loss is "
+                                   "finite: a validation input holds values the model cannot take. " + self._advice())
+
+    def _advice(self) -> str:
+        kept = ("no epoch had completed" if not (self.run_dir / "model.keras").is_file() else
+                f"the best model of the complete epochs is {self.run_dir / 'model.keras'}, and the same command "
+                "resumes after the last of them")
+        return (f"Try a lower --lr (this run: {self.learning_rate:g}) or look for extreme values in the data; "
+                f"{kept}.")
+
+
 Compile = Callable[[keras.Model, keras.optimizers.Optimizer], None]
 
 
@@ -70,14 +111,16 @@ def fit(model: keras.Model, config: TrainConfig, train, val, callbacks: list[ker
     compile(model, make_optimizer(config.optimizer, first_phase_learning_rate(config, int(train.cardinality())),
                                   config.weight_decay))
     run_phase = _phase_runner(model, train, val, progress_verbosity(), strategy)
-    run_phase(0, config.epochs, [best, backup_callback(backup_dir / "phase1"), *callbacks])
+    guard = StopOnNonFiniteLoss(best.path.parent, config.lr)
+    run_phase(0, config.epochs, [guard, best, backup_callback(backup_dir / "phase1"), *callbacks])
     if not (config.fine_tune_layers and config.fine_tune_epochs):
         return config.epochs
     count = unfreeze_top(model, config.fine_tune_layers)
     print(f"Fine-tuning the top {count} backbone layers at lr={config.fine_tune_lr}", flush=True)
     compile(model, make_optimizer(config.optimizer, config.fine_tune_lr, config.weight_decay))
     total = config.epochs + config.fine_tune_epochs
-    run_phase(config.epochs, total, [best, backup_callback(backup_dir / "phase2"), *callbacks])
+    guard.learning_rate = config.fine_tune_lr
+    run_phase(config.epochs, total, [guard, best, backup_callback(backup_dir / "phase2"), *callbacks])
     return total
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from datasets.images import UnreadableImageError, write_image
 from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, headers_from, read_labelled_section, read_section,
-                              without_nan)
+                              finite_samples)
 from datasets.survey import DIRECTIONS, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
@@ -65,7 +65,7 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
         amplitude, truth = read_labelled_section(section_path, mask_path, args.inline, args.crossline, headers)
     else:
         amplitude, truth = read_section(section_path, args.inline, args.crossline, headers), None
-    amplitude = without_nan(amplitude, section_path)
+    amplitude = finite_samples(amplitude, section_path)
     patch = int(run.model.inputs[0].shape[1])
     probability = predict_section(run.model, amplitude, patch, args.stride or run.setting("stride", patch // 2),
                                   args.normalize or run.setting("normalize", "patch"), args.batch_size,

@@ -22,11 +22,11 @@ from models.saving import load_keras_file
 from training import summaries as tb
 from training.config import ConfigError, TrainConfig
 from training.distribute import StrategyError, configure_devices, make_strategy, set_cluster, speed_switches
-from training.phases import BestModelCheckpoint, fit
+from training.phases import BestModelCheckpoint, TrainingDiverged, fit
 from training.run_folders import BACKUP, make_run_dir
 from training.tasks import TASKS, Task, TaskData
 
-USER_ERRORS = (ConfigError, DataError, WeightsError, StrategyError)  # one line and exit code 2, no traceback
+USER_ERRORS = (ConfigError, DataError, WeightsError, StrategyError, TrainingDiverged)  # one line, exit 2
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ import pandas as pd
 
 from datasets.images import UnreadableImageError, read_image
 from datasets.pipeline import for_model, model_inputs, stack_inputs
-from datasets.seismic import read_section, section_patches, without_nan
+from datasets.seismic import read_section, section_patches, finite_samples
 from explain import LayerError
 from explain.featurevis import (PARAMETRIZATIONS, Objective, Range, Transforms, VisualizeError,
                                 activation_maximization, check_objectives, high_frequency_share, inputs_feeding,
@@ -162,7 +162,7 @@ def read_inputs(paths: list[str], loaded: LoadedModel, normalize: str) -> dict[s
     examples = []
     for path in paths:
         try:
-            examples.append(centre_patch(without_nan(read_section(path), path), loaded.spec.image_size, normalize)
+            examples.append(centre_patch(finite_samples(read_section(path), path), loaded.spec.image_size, normalize)
                             if is_seismic(loaded.model) else model_inputs(read_image(path), None, loaded.spec))
         except UnreadableImageError as err:
             raise ExplainError(f"{path} {err}") from err
