@@ -299,3 +299,35 @@ def test_predict_inline_predicts_the_inline_asked_for(random_cube, tiny_unet_run
     found = np.load(tmp_path / "cube_probability.npy")
     np.testing.assert_allclose(found, predict_section(model, sections[13], 32, 16, "patch"), atol=1e-6)
     assert np.abs(found - predict_section(model, sections[11], 32, 16, "patch")).max() > 1e-3
+
+
+def test_nan_and_infinite_samples_are_zeroed_in_what_trains_sections_and_scenes(tmp_path, capsys):
+    """Issue 32, point 16: every reader's non-finite handling changes the data trained on, not
+    only the count it prints. Break tried: ``np.isnan`` in place of ``~np.isfinite`` (an
+    infinity then reaches the z-score and makes the loss NaN)."""
+    from datasets.fusion import read_fusion_sample
+    from datasets.seismic import load_labelled_sections
+
+    rng = np.random.default_rng(0)
+    amplitude = rng.normal(size=(32, 40)).astype(np.float32)
+    broken = amplitude.copy()
+    broken[3, 4], broken[5, 6], broken[7, 8] = np.nan, np.inf, -np.inf
+    np.save(tmp_path / "section.npy", broken)
+    cv2.imwrite(str(tmp_path / "mask.png"), (amplitude > 0).astype(np.uint8) * 255)
+    (_, read, _), = load_labelled_sections(pd.DataFrame({"section": [str(tmp_path / "section.npy")],
+                                                         "mask": [str(tmp_path / "mask.png")]}), [])
+    expected = amplitude.copy()
+    expected[3, 4] = expected[5, 6] = expected[7, 8] = 0
+    np.testing.assert_array_equal(read, expected)
+    assert "section.npy: 1 NaN and 2 infinite samples set to 0" in capsys.readouterr().out
+
+    sar = rng.normal(size=(16, 16, 2)).astype(np.float32)
+    mwr = rng.normal(size=(4, 4, 14)).astype(np.float32)
+    bad_sar, bad_mwr = sar.copy(), mwr.copy()
+    bad_sar[0, 0, 1], bad_mwr[1, 1, 3] = np.inf, np.nan
+    np.save(tmp_path / "sar.npy", bad_sar)
+    np.save(tmp_path / "mwr.npy", bad_mwr)
+    sample = read_fusion_sample(str(tmp_path / "sar.npy"), str(tmp_path / "mwr.npy"), None)
+    sar[0, 0, 1], mwr[1, 1, 3] = 0, 0
+    np.testing.assert_array_equal(sample.sar, sar)
+    np.testing.assert_array_equal(sample.mwr, mwr)
