@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -76,6 +77,19 @@ def sednet_run(sigma_set, tmp_path_factory):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return logdir / "e2e", result.stdout
+
+
+def snapshot(root: Path) -> dict:
+    """Every file's bytes digest and every link's target, by raw file name."""
+    state = {}
+    for folder, _, files in os.walk(os.fsencode(root)):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                state[path] = ("link", os.readlink(path))
+            else:
+                state[path] = hashlib.sha256(Path(os.fsdecode(path)).read_bytes()).hexdigest()
+    return state
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ changed. The zoo is built once in a temporary folder; one real training process 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, snapshot
 from PIL import Image
 from test_tables import _image, make_messy_folder
 
@@ -73,19 +72,6 @@ def build_zoo(root: Path) -> Path:
     write_image(big / "thin_section.png", thin_sections.generate(np.random.default_rng(0), 200).image[:160])
     (root / "big.csv").write_text("path,label\nbig/thin_section.png,cw\ndata/cw/cw_0.png,cw\n")
     return root
-
-
-def snapshot(root: Path) -> dict:
-    """Every file's bytes digest and every link's target, by raw file name."""
-    state = {}
-    for folder, _, files in os.walk(os.fsencode(root)):
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path):
-                state[path] = ("link", os.readlink(path))
-            else:
-                state[path] = hashlib.sha256(Path(os.fsdecode(path)).read_bytes()).hexdigest()
-    return state
 
 
 @pytest.fixture(scope="module")

@@ -215,3 +215,26 @@ def test_properties_get_the_same_affinity_against_their_lot_means(regress_run, s
     common[common.index(str(sem_lots))] = str(broken)
     assert _concepts([*common, "--out", str(tmp_path / "y"), "--properties", "cracks"])[0] == 2
     assert "--properties cracks: broken.csv line 6 has 'thin', not a number" in capsys.readouterr().err
+
+
+def test_unreadable_textures_are_listed_and_nothing_is_changed(regress_run, textures, tmp_path):
+    """Issue 32, point 13: a corrupt texture image, an empty one and a text file are each a line
+    of bad_files.csv and the report is made from the rest; no file of the user's changes."""
+    from conftest import snapshot
+
+    run_dir, _ = regress_run
+    folder = tmp_path / "textures"
+    shutil.copytree(textures, folder)
+    (folder / "dotted" / "corrupt.png").write_bytes(next((folder / "dotted").glob("*.png")).read_bytes()[:60])
+    (folder / "dotted" / "empty.png").write_bytes(b"")
+    (folder / "dotted" / "notes.txt").write_text("from the 2019 campaign")
+    before = snapshot(folder), snapshot(run_dir)
+    code, printed = _concepts(["--model", str(run_dir), "--data", str(run_dir / "split.csv"), "--group-column",
+                               "group", "--textures", str(folder), "--out", str(tmp_path / "out"), "--k", "2",
+                               "--grids", "0"])
+    assert code == 0, printed
+    bad = pd.read_csv(tmp_path / "out" / "bad_files.csv")
+    reasons = dict(zip(bad["path"].map(lambda p: p.rsplit("/", 1)[-1]), bad["reason"]))
+    assert "corrupt" in reasons["corrupt.png"] and "empty file" in reasons["empty.png"]
+    assert "unsupported file type" in reasons["notes.txt"]
+    assert (snapshot(folder), snapshot(run_dir)) == before

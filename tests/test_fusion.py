@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import snapshot
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -57,11 +58,12 @@ def fusion_run(tmp_path_factory):
     ])
     pd.concat([table[["sar", "mwr", "mask"]], bad_rows]).to_csv(folder / "manifest.csv", index=False)
     logdir = tmp_path_factory.mktemp("logs")
+    before = snapshot(folder)
     code, stdout = _captured(run_main, [
         "--task", "segment", "--model", "fusion_aspp", "--data", str(folder / "manifest.csv"), "--epochs", str(EPOCHS),
         "--batch-size", "4", "--logdir", str(logdir), "--run-name", "ice", "--split", "0.5,0.25,0.25",
         "--tb-gradcam-images", "1"])
-    return {"code": code, "stdout": stdout, "run": logdir / "ice", "folder": folder, "sar": sar}
+    return {"code": code, "stdout": stdout, "run": logdir / "ice", "folder": folder, "sar": sar, "before": before}
 
 
 def test_the_run_trains_and_lists_every_bad_scene_with_both_shapes(fusion_run):
@@ -201,3 +203,8 @@ def test_augmentation_flips_sar_radiometer_and_mask_together():
             np.testing.assert_allclose(mwr[..., 0], mask.reshape(4, 4, 4, 4).mean(axis=(1, 3)))
             flipped += not any(np.array_equal(mask, s.truth) for s in samples)
     assert flipped > 0
+
+
+def test_nothing_of_the_users_scenes_was_changed(fusion_run):
+    """Issue 32, point 13: after the run, Z-scores and predict read them (this module's last test)."""
+    assert snapshot(fusion_run["folder"]) == fusion_run["before"]

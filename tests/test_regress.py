@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -242,3 +243,40 @@ def test_a_regression_run_starts_from_a_classifier_run_given_as_weights(sem_lots
         assert main(["--data", str(sem_lots), *REGRESS_TINY, "--epochs", "1", "--tb-gradcam-freq", "0", "--weights",
                      str(classifier.parent), "--logdir", str(tmp_path), "--run-name", "from_textures"]) == 0
     assert f"Started from {classifier}: 35 layers copied, logits initialised afresh" in out.getvalue()
+
+
+def test_the_regression_reader_lists_each_unusable_row_and_changes_nothing(sem_lots, tmp_path):
+    """Issue 32, point 13: a missing image, a corrupt one, an empty file, an empty and an
+    infinite target are each a line of bad_files.csv naming the file or value; the rest is read
+    and nothing of the user's is changed. Break tried: an infinite target accepted."""
+    from conftest import snapshot
+
+    from training.config import parse_config
+    from training.tasks import TASKS
+    from training.tasks.regress import prepare_regression_data
+
+    folder = tmp_path / "data"
+    shutil.copytree(sem_lots.parent, folder)
+    (folder / "corrupt.png").write_bytes((folder / pd.read_csv(sem_lots)["path"][0]).read_bytes()[:60])
+    (folder / "empty.png").write_bytes(b"")
+    table = pd.read_csv(folder / sem_lots.name)
+    extra = pd.DataFrame({"path": ["missing.png", "corrupt.png", "empty.png"], "cps": [1.0, 2.0, 3.0],
+                          "lot": ["x", "y", "z"]})
+    table = pd.concat([table, extra], ignore_index=True)
+    table["cps"] = table["cps"].astype(object)
+    table.loc[1, "cps"], table.loc[2, "cps"] = "", "-inf"
+    table.to_csv(folder / "zoo.csv", index=False)
+    before = snapshot(folder)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = parse_config(["--task", "regress", "--model", "sednet", "--image-size", "32", "--local-size", "16"], TASKS)
+    data = prepare_regression_data(folder / "zoo.csv", config, run_dir)
+    reasons = dict(zip(pd.read_csv(run_dir / "bad_files.csv")["path"].map(lambda p: Path(p).name),
+                       pd.read_csv(run_dir / "bad_files.csv")["reason"]))
+    first, second = (Path(p).name for p in table["path"][1:3])
+    assert reasons[first] == "zoo.csv line 3: no cps"
+    assert reasons[second] == "zoo.csv line 4: cps=-inf is not a finite number"
+    assert reasons["missing.png"] == "cannot be read: No such file or directory"
+    assert "corrupt" in reasons["corrupt.png"] and "empty file" in reasons["empty.png"]
+    assert len(reasons) == 5 and len(data.table) == len(table) - 5
+    assert snapshot(folder) == before

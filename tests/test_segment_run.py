@@ -14,6 +14,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import snapshot
+
 from datasets.seismic import write_segy
 from datasets.synthetic.seismic_salt import generate
 from explain import METHODS
@@ -61,9 +63,10 @@ def segment_run(tmp_path_factory):
     import io
 
     output = io.StringIO()
+    before = snapshot(folder)
     with contextlib.redirect_stdout(output):
         code = run_main(argv)
-    return {"code": code, "stdout": output.getvalue(), "run": logdir / "salt", "folder": folder}
+    return {"code": code, "stdout": output.getvalue(), "run": logdir / "salt", "folder": folder, "before": before}
 
 
 def test_the_run_finishes_and_says_what_it_did_with_each_bad_input(segment_run):
@@ -243,3 +246,26 @@ def test_predict_and_explain_use_the_runs_normalisation_and_stride(section_norma
     np.testing.assert_allclose(np.load(tmp_path / "why" / "gradcam" / "trend.npy"), expected, atol=1e-5)
     other = explain_section(model, np.load(section), ["gradcam"], 16, "patch", "stage2_out")["gradcam"]
     assert np.abs(expected - other).max() > 1e-3
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([{"section": "s0.npy"}], "has a mask (column 'mask'"),
+    ([{"section": "s0.npy", "mask": "s0.png", "split": "training"}], "Unknown split value(s) ['training']"),
+    ([{"section": "s0.npy", "mask": "s0.png"}, {"section": "s1.npy", "mask": "s1.png"}], "get no section from 2"),
+])
+def test_a_manifest_that_cannot_train_stops_in_one_line_and_leaves_no_run(segment_run, rows, words, tmp_path, capsys):
+    """Issue 32, point 13: the reader's fatal cases, exit 2 and one line naming the problem."""
+    manifest = tmp_path / "fatal.csv"
+    folder = segment_run["folder"]
+    pd.DataFrame([{k: str(folder / v) if k in ("section", "mask") else v for k, v in row.items()} for row in rows]
+                 ).to_csv(manifest, index=False)
+    assert run_main(["--task", "segment", "--data", str(manifest), "--patch-size", "32",
+                     "--logdir", str(tmp_path / "logs")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and words in errors[0]
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def test_nothing_of_the_users_sections_was_changed(segment_run):
+    """Issue 32, point 13: after the run, predict and explain read them (this module's last test)."""
+    assert snapshot(segment_run["folder"]) == segment_run["before"]

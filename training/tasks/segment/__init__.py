@@ -29,7 +29,7 @@ import tensorflow as tf
 from datasets.images import write_image
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, SegyHeaders, load_labelled_sections,
                               read_section_manifest, section_image, section_patches, split_sections)
-from datasets.tables import SPLITS, write_bad_files
+from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
 from models.fusion import SIZES as FUSION_SIZES
@@ -128,6 +128,9 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     """
     bad: list[dict] = []
     table = read_section_manifest(source, bad)
+    if table["mask"].isna().all():
+        raise DataError(f"No section of {source} has a mask (column 'mask', a salt mask per section): training needs "
+                        "them; python -m training.predict predicts sections without one.")
     headers = SegyHeaders(config.options.iline_byte, config.options.xline_byte)
     loaded = load_labelled_sections(table, bad, headers)
     print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
