@@ -12,7 +12,7 @@ import tensorflow as tf
 from scipy.ndimage import distance_transform_cdt, maximum_filter, minimum_filter
 
 from datasets.images import UnreadableImageError
-from datasets.seismic import read_binary_mask, read_section, section_patches, split_sections, write_segy, zscore
+from datasets.seismic import read_binary_mask, read_section, section_patches, split_sections, zscore
 from datasets.synthetic import write_dataset
 from datasets.synthetic.seismic_salt import SHAPES, generate
 from datasets.tiles import blend_tiles, cut_tiles, tile_starts

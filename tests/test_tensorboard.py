@@ -37,7 +37,7 @@ def _values(events, tag):
 @pytest.mark.slow
 def test_event_files_hold_every_tag_at_every_epoch(sednet_run):
     run_dir, _ = sednet_run
-    train, validation, root = _events(run_dir / "train"), _events(run_dir / "validation"), _events(run_dir)
+    train, validation = _events(run_dir / "train"), _events(run_dir / "validation")
     for events in (train, validation):
         for tag in ("epoch_loss", "epoch_accuracy", "epoch_f1_macro", "scores/f1_macro", "scores/precision_macro",
                     "scores/recall_macro", "scores_per_class/f1_cw", "scores_per_class/recall_ccw"):
