@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="AM image parameters: decorrelated Fourier (default) or pixels")
     parser.add_argument("--no-transforms", action="store_true",
                         help="AM by plain gradient ascent (no random jitter, scaling, rotation)")
+    parser.add_argument("--polish", type=float, default=0.25,
+                        help="share of the AM steps run last in pixels without transformations, gradients smoothed, "
+                             "so patterns of a few pixels' period reach the unit's attainable objective (default "
+                             "0.25; 0: Olah et al.'s images as published)")
     parser.add_argument("--l2", type=float, default=0.0, help="AM L2 penalty weight (default 0)")
     parser.add_argument("--tv", type=float, default=0.0, help="AM total-variation penalty weight (default 0)")
     parser.add_argument("--inversion-tv", type=float, default=0.05, help="NI total-variation weight (default 0.05)")
@@ -191,7 +195,7 @@ def am_figures(loaded: LoadedModel, objectives: list, title: str, stem: str, out
     print(f"Activation maximisation: {title} ({len(objectives)} image(s), {args.steps} steps)", flush=True)
     images = activation_maximization(
         loaded.model, objectives, steps=args.steps, learning_rate=args.lr, parametrization=args.parametrization,
-        transforms=None if args.no_transforms else Transforms(), l2=args.l2, tv=args.tv,
+        transforms=None if args.no_transforms else Transforms(), l2=args.l2, tv=args.tv, polish=args.polish,
         value_range=args.range, hold=hold, seed=args.seed, progress=True)
     per_input = ({name: images[name] for name in loaded.spec.input_names if name in images}
                  if isinstance(images, dict) else {loaded.spec.input_names[0]: images})
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.steps < 1 or args.per_objective < 1:
             raise ExplainError(f"--steps and --per-objective must be >= 1; got {args.steps}, {args.per_objective}.")
+        if not 0 <= args.polish < 1:
+            raise ExplainError(f"--polish is a share of the steps, from 0 to below 1; got {args.polish}.")
         run = load_run(args.model, args.unsafe)
         loaded, normalize = loaded_model(run), run.setting("normalize", "patch")
         args.range = value_range(args.value_range, loaded.model)
