@@ -49,3 +49,25 @@ def test_mirror_pairs_spec():
         resolve_mirror_pairs(["a", "b"], "a:z")
     with pytest.raises(ValueError, match="disjoint pairs"):
         resolve_mirror_pairs(["a", "b", "c"], "a:b,b:c")
+
+
+def test_sednets_whole_image_and_local_crop_turn_and_flip_together():
+    """Issue 32, point 2: the two inputs of one sample get the same element of D4, and the label
+    follows the flip. The crop is the image at half scale, so any difference between the
+    two shows. Break tried: a rotation drawn per image inside the loop."""
+    def half(x):  # 2x2 block means: they commute with quarter turns and flips
+        return x.reshape(8, 2, 8, 2, 3).mean(axis=(1, 3))
+
+    classes = ["ccw", "cw"]
+    mirror = mirror_permutation(classes, resolve_mirror_pairs(classes, "auto"))
+    image = np.random.default_rng(0).integers(0, 255, (16, 16, 3)).astype(np.float32)
+    local = half(image)
+    seen = set()
+    for seed in range(32):
+        (whole, crop), label = dihedral_augment((tf.constant(image), tf.constant(local)), tf.constant(1),
+                                                tf.constant(mirror), tf.constant([seed, 7]))
+        np.testing.assert_allclose(half(whole.numpy()), crop.numpy(), rtol=1e-6)
+        flipped = not any(np.array_equal(whole.numpy(), np.rot90(image, k)) for k in range(4))
+        assert int(label) == (0 if flipped else 1)
+        seen.add(whole.numpy().tobytes())
+    assert len(seen) == 8
