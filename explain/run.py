@@ -27,7 +27,7 @@ import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
 from datasets.seismic import add_segy_arguments, headers_from, read_section, finite_samples
-from datasets.survey import DIRECTIONS, map_survey
+from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import LayerError
 from explain.gallery import write_gallery, write_regression_gallery
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "volume to load beside the seismic; a killed run started again goes on")
     parser.add_argument("--along", choices=DIRECTIONS, default="inline",
                         help="with --cube: explain inlines or crosslines (default inline)")
+    add_share_argument(parser, "explain")
     parser.add_argument("--target", default="pred", help="class to explain: pred (predicted), label (true), "
                         "or a class index or name (default pred); for a regression run, raise (what raises the "
                         "prediction, the default) or lower (what lowers it)")
@@ -205,11 +206,13 @@ def explain_cube(run, method: str, args: argparse.Namespace) -> int:
                                args.batch_size)[method]
 
     try:
-        out = map_survey(args.cube, args.out, explanation, signature, args.along, headers_from(args, run.setting))
+        out = map_survey(args.cube, args.out, explanation, signature, args.along, headers_from(args, run.setting),
+                         share=args.share)
     except UnreadableImageError as err:
         print(f"error: {args.cube} {err}", file=sys.stderr)
         return 2
-    print(f"{method} of every {args.along} of {args.cube}: {out}", flush=True)
+    if not args.share[0]:
+        print(f"{method} of every {args.along} of {args.cube}: {out}", flush=True)
     return 0
 
 

@@ -134,3 +134,36 @@ def test_a_killed_prediction_resumes_without_redoing_finished_lines(tiny_unet_ru
         for inline in (finished[0], source.ilines[-1]):
             expected = predict_section(model, np.asarray(source.iline[inline]).T, 32, 2, "patch")
             np.testing.assert_allclose(np.asarray(volume.iline[inline]).T, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_lines_and_share_0_writes_one_volume(tiny_unet_run, cube, tmp_path):
+    """Issue 31, part 5: two real processes, share 1 started first (it waits for share 0 to
+    create the volume), each writing its own inlines; share 0 waits for share 1 and writes the
+    one file, equal trace by trace to the 2D prediction of each inline, headers the survey's.
+    Break tried: every share computing all lines (share 1 then writes 5 inlines, not 2)."""
+    out = tmp_path / "salt.sgy"
+    command = [sys.executable, "-m", "training.predict", "--model", str(tiny_unet_run), "--cube", cube,
+               "--out", str(out)]
+    second = subprocess.Popen([*command, "--share", "1/2"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    first = subprocess.run([*command, "--share", "0/2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    second_output = second.communicate(timeout=600)[0]
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second_output[-2000:]
+    assert f"Share 1/2: 2 inline(s) written into {out}.partial" in second_output
+    assert f"Salt probability of every inline of {cube}: {out}" in first.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["salt.sgy"]
+    model = load_keras_file(tiny_unet_run / "model.keras")
+    with segyio.open(cube) as source, segyio.open(str(out)) as volume:
+        for inline in source.ilines:
+            expected = predict_section(model, np.asarray(source.iline[inline]).T, 32, 16, "patch")
+            np.testing.assert_allclose(np.asarray(volume.iline[inline]).T, expected, atol=1e-5)
+        assert all(dict(volume.header[i]) == dict(source.header[i]) for i in range(source.tracecount))
+
+
+def test_a_share_that_is_no_share_is_refused(tiny_unet_run, cube, tmp_path, capsys):
+    for bad, words in (("2/2", "'2/2': INDEX runs from 0 to COUNT - 1"), ("one/two", "'one/two': write INDEX/COUNT")):
+        with pytest.raises(SystemExit):
+            predict(["--model", str(tiny_unet_run), "--cube", cube, "--out", str(tmp_path / "x.sgy"), "--share", bad])
+        assert words in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -27,7 +27,7 @@ import numpy as np
 from datasets.images import UnreadableImageError, write_image
 from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, headers_from, read_labelled_section, read_section,
                               finite_samples)
-from datasets.survey import DIRECTIONS, map_survey
+from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
 from training.tasks.segment.metrics import mask_scores
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "line in memory at a time; a killed run started again goes on where it stopped")
     parser.add_argument("--along", choices=DIRECTIONS, default="inline",
                         help="with --cube: predict inlines or crosslines (default inline)")
+    add_share_argument(parser, "predict")
     parser.add_argument("--mask", nargs="+", help="salt mask file(s), one per section, to score the prediction")
     parser.add_argument("--out", required=True, help="output folder, created, files of the same names replaced; with "
                                                      "--cube, the SEG-Y file to write")
@@ -95,7 +96,8 @@ def predict_cube(run, args: argparse.Namespace) -> Path:
     def probability(section: np.ndarray) -> np.ndarray:
         return predict_section(run.model, np.nan_to_num(section), patch, stride, normalize, args.batch_size)
 
-    return map_survey(args.cube, args.out, probability, signature, args.along, headers_from(args, run.setting))
+    return map_survey(args.cube, args.out, probability, signature, args.along, headers_from(args, run.setting),
+                      share=args.share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                      "of python -m training.run --task segment")
     if args.cube:
         try:
-            print(f"Salt probability of every {args.along} of {args.cube}: {predict_cube(run, args)}", flush=True)
+            written = predict_cube(run, args)
+            if not args.share[0]:
+                print(f"Salt probability of every {args.along} of {args.cube}: {written}", flush=True)
         except UnreadableImageError as err:
             print(f"error: {args.cube} {err}", file=sys.stderr)
             return 2
