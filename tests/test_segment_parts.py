@@ -317,6 +317,11 @@ def test_salt_bearing_and_salt_free_masks_are_scored_apart():
     assert scores["dice"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
     assert scores["competition"] == pytest.approx((1 + competition_score(salt, half) + 1 + 0) / 4)
     assert np.isnan(grouped_scores([(salt, salt)])["empty_right"])
+    tiny = np.zeros((8, 8), bool)
+    tiny[0, :3] = True  # 3 of 64 pixels: the first cover band
+    bands = grouped_scores([(salt, salt), (salt, half), (tiny, empty)])["bearing_dice_by_cover"]
+    assert bands == {"0%-10%": {"dice": 0.0, "count": 1}, "10%-30%": {"dice": pytest.approx(5 / 6), "count": 2},
+                     "30%-70%": {"dice": None, "count": 0}, "70%-100%": {"dice": None, "count": 0}}
 
 
 @pytest.mark.parametrize("truth_value, predicted_value, expected", [(True, False, 0.0), (False, True, 0.0),

@@ -320,6 +320,9 @@ class SegmentTask(Task):
             line += (f"; {name}-bearing ({test['bearing_count']}): Dice {test['bearing_dice']:.3f}, IoU "
                      f"{test['bearing_iou']:.3f}, PS {test['bearing_ps']:.3f}; {name}-free ({test['empty_count']}): "
                      f"{test['empty_right']:.0%} predicted {name}-free; competition score {test['competition']:.3f}")
+            line += f".\n{name.capitalize()}-bearing Dice by cover: " + ", ".join(
+                f"{band} {scores['dice']:.3f} ({scores['count']})"
+                for band, scores in test["bearing_dice_by_cover"].items() if scores["count"])
         return line + "."
 
     @staticmethod

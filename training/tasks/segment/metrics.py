@@ -76,19 +76,29 @@ def competition_score(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(iou(truth, predicted) > IOU_THRESHOLDS))
 
 
-def grouped_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+COVER_BANDS = (0.1, 0.3, 0.7, 1.0)  # upper edges of the bearing masks' cover bands: (0, 10 %], (10, 30 %], ...
+
+
+def grouped_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     """Scores of many (truth, predicted) masks with the bearing ones (salt or ice in the truth)
     and the empty ones apart, since a mean over both hides either: Dice, IoU and PS over all and
     over the bearing ones (``bearing_*``); the share of empty ones predicted empty
-    (``empty_right``); the competition score over all. A group with no member scores NaN."""
+    (``empty_right``); the competition score over all; and the bearing ones' Dice by how much of
+    the mask they cover (``bearing_dice_by_cover``: band -> Dice and count), since a small body
+    at a patch's edge scores far below a large one. A group with no member scores NaN."""
     scores = [mask_scores(truth, predicted) for truth, predicted in pairs]
     bearing = [s for s, (truth, _) in zip(scores, pairs) if truth.any()]
+    covers = np.array([truth.mean() for truth, _ in pairs if truth.any()])
     free = [not predicted.any() for truth, predicted in pairs if not truth.any()]
 
     def mean(values) -> float:
         return float(np.mean(values)) if len(values) else float("nan")
 
+    bands = {}
+    for low, high in zip((0.0, *COVER_BANDS[:-1]), COVER_BANDS):
+        inside = [s["dice"] for s, cover in zip(bearing, covers) if low < cover <= high]
+        bands[f"{low:.0%}-{high:.0%}"] = {"dice": mean(inside) if inside else None, "count": len(inside)}
     return {**{name: mean([s[name] for s in scores]) for name in ("dice", "iou", "ps")},
             **{f"bearing_{name}": mean([s[name] for s in bearing]) for name in ("dice", "iou", "ps")},
             "empty_right": mean(free), "competition": mean([competition_score(t, p) for t, p in pairs]),
-            "bearing_count": len(bearing), "empty_count": len(free)}
+            "bearing_count": len(bearing), "empty_count": len(free), "bearing_dice_by_cover": bands}
