@@ -63,7 +63,8 @@ register("detector", ModelEntry(_build_detector, min_input_size=64,  # the coars
 
 
 register("unet_resnet34", ModelEntry(unet.build_unet_resnet34, unet.MIN_INPUT_SIZE, None, task="segment",
-                                     has_imagenet_weights=False, config_options=("encoder_width",)))
+                                     has_imagenet_weights=False,
+                                     config_options=("encoder_width", "full_resolution_skip")))
 
 
 register("fusion_aspp", ModelEntry(fusion.build_fusion_aspp, fusion.MIN_INPUT_SIZE, None, task="segment",

@@ -413,3 +413,35 @@ def test_training_flips_each_salt_patch_and_its_mask_together_left_right_only():
             assert any(np.array_equal(mask, o) or np.array_equal(mask, o[:, ::-1]) for o in originals)
             flipped += not any(np.array_equal(mask, o) for o in originals)
     assert flipped > 0
+
+
+def test_the_full_resolution_skip_feeds_the_last_decoder_stage_only_when_asked():
+    """``--full-resolution-skip``: the last decoder stage concatenates a full-resolution view of
+    the merged input; the thesis's U-Net (the default) has no skip there. Break tried: the
+    option accepted but not passed to the builder (``config_options`` without it)."""
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    config = parse_config(["--task", "segment", "--patch-size", "32", "--encoder-width", "8",
+                           "--full-resolution-skip"], TASKS)
+    from training.tasks.segment import SegmentationData
+
+    model = TASKS["segment"].build_model(config, SegmentationData([], 32, 16, "patch"))
+    concat = model.get_layer("features_concat").input
+    assert any(tensor is model.get_layer("full_res_relu").output for tensor in concat)
+    assert model.get_layer("full_res_relu").output.shape[1:3] == (32, 32)
+    thesis = build_model("unet_resnet34", 1, (32, 32, 1), weights="none", encoder_width=8)
+    assert "features_concat" not in {layer.name for layer in thesis.layers}
+
+
+def test_the_tgs_salt_preset_is_the_measured_command():
+    """docs/segment.md measures the flags; the preset must resolve to the same configuration."""
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    flags = ["--patch-size", "128", "--stride", "64", "--encoder-width", "16", "--full-resolution-skip",
+             "--epochs", "24", "--batch-size", "16", "--lr", "3e-3", "--no-deterministic"]
+    preset = parse_config(["--task", "segment", "--preset", "tgs-salt"], TASKS).to_dict()
+    flagged = parse_config(["--task", "segment", *flags], TASKS).to_dict()
+    assert preset.pop("preset") == "tgs-salt" and flagged.pop("preset") == ""
+    assert preset == flagged
