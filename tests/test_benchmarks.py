@@ -26,6 +26,8 @@ BENCHMARKS = {
     "explain_speed.py": (["--repeats", "1", "--batch", "2", "--size", "64"],
                          {"gradcam_over_forward", "speedup_vs_tf_explain_batch", "speedup_vs_tf_explain_per_image",
                           "fastcam_over_forward", "fastcam_gradcam_over_forward"}),
+    "determinism_cost.py": (["--rounds", "1", "--steps", "2", "--batch", "2", "--size", "32", "--encoder-width", "8"],
+                            {"determinism_cost", "deterministic_ms", "free_ms"}),
     "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
                      {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
     "tiled_explain.py": (["--repeats", "1", "--models", "sednet", "--size", "96", "--tile", "32", "--stride", "16"],
