@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import load_npy, read_binary_mask, finite_samples
+from datasets.seismic import finite_samples, load_npy, read_binary_mask
 from datasets.tables import DataError
 
 COLUMNS = ("sar", "mwr", "mask")

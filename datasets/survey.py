@@ -67,12 +67,13 @@ def map_survey(source: str | os.PathLike, out: str | os.PathLike, compute: Calla
             _wait_for(lambda: _resumable(partial, records[0], state, quiet=True) is not None,
                       f"share 0 to create {partial}", poll_seconds)
         mine = lines[index::count]
-        done = [n for n in _resumable(partial, records[index], state) or [] if n in set(mine)]
+        done = sorted(set(_resumable(partial, records[index], state) or []) & set(mine))
         bar = _progress_bar(len(mine), along, len(done)) if verbose else None
         with segyio.open(str(partial), "r+", iline=headers.iline, xline=headers.xline) as volume:
             source_lines, target_lines = ((cube.iline, volume.iline) if along == "inline"
                                           else (cube.xline, volume.xline))
-            for number in [n for n in mine if n not in set(done)]:
+            finished = set(done)
+            for number in [n for n in mine if n not in finished]:
                 section = np.asarray(source_lines[number], np.float32).T
                 target_lines[number] = np.ascontiguousarray(np.asarray(compute(section), np.float32).T)
                 volume.flush()

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
-from datasets.seismic import add_segy_arguments, headers_from, read_section, finite_samples
+from datasets.seismic import add_segy_arguments, finite_samples, headers_from, read_section
 from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
 from explain import LayerError

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.images import UnreadableImageError, write_image
-from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, headers_from, read_labelled_section, read_section,
-                              finite_samples)
+from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, finite_samples, headers_from, read_labelled_section,
+                              read_section)
 from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model

@@ -26,7 +26,7 @@ import pandas as pd
 
 from datasets.images import UnreadableImageError, read_image
 from datasets.pipeline import for_model, model_inputs, stack_inputs
-from datasets.seismic import read_section, section_patches, finite_samples
+from datasets.seismic import finite_samples, read_section, section_patches
 from explain import LayerError
 from explain.featurevis import (PARAMETRIZATIONS, Objective, Range, Transforms, VisualizeError,
                                 activation_maximization, check_objectives, high_frequency_share, inputs_feeding,
