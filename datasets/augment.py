@@ -48,7 +48,7 @@ def mirror_permutation(class_names: Sequence[str], pairs: Sequence[tuple[str, st
 
 
 def dihedral_augment(images: tuple[tf.Tensor, ...], label: tf.Tensor, mirror: tf.Tensor | None,
-                     seed: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+                     seed: tf.Tensor, rotate: bool = True) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
     """Applies one random element of the dihedral group D4 to every image of a sample.
 
     The same rotation by ``k`` quarter turns and the same optional left-right flip go to all
@@ -60,9 +60,10 @@ def dihedral_augment(images: tuple[tf.Tensor, ...], label: tf.Tensor, mirror: tf
         label: scalar int class index, or a number to regress.
         mirror: int vector, the class index map of :func:`mirror_permutation`, or None.
         seed: shape-(2,) int seed for the stateless random draws.
+        rotate: False leaves the left-right flip alone (seismic: depth has a direction).
     """
     draws = tf.random.stateless_uniform([2], seed, maxval=8, dtype=tf.int32)
-    quarter_turns, flip = draws[0] % 4, draws[1] % 2 == 1
+    quarter_turns, flip = (draws[0] % 4 if rotate else 0), draws[1] % 2 == 1
     out = []
     for image in images:
         image = tf.image.rot90(image, quarter_turns)

@@ -19,11 +19,12 @@ def local_box(image: np.ndarray, box=None) -> tuple[int, int, int, int]:
     """The square (xmin, ymin, xmax, ymax) crop for SedNet's local input.
 
     Args:
-        image: RGB uint8 (H, W, 3) at source resolution.
+        image: RGB uint8 (H, W, 3) at source resolution, or a seismic patch (H, W, 1), which has
+            no grains: without a box it gets the centre crop.
         box: the manifest's (xmin, ymin, xmax, ymax), or None / NaNs when unknown.
     """
     if box is None or not np.all(np.isfinite(box)):
-        box = propose_grain_box(image)
+        box = propose_grain_box(image) if image.shape[-1] == 3 else None
     if box is None:
         return _center_crop(image.shape[:2])
     return _square_with_margin(box, image.shape[:2])

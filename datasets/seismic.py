@@ -231,6 +231,41 @@ def _read_gray(path: Path) -> np.ndarray:
     return decode_file(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
 
 
+def read_patch(path: str | os.PathLike) -> np.ndarray:
+    """A one-channel seismic patch as float32 amplitudes (H, W, 1), read quietly (a data set has
+    thousands): a grey 8/16-bit PNG or TIFF, ``.npy``, or a SEG-Y file whose traces are its
+    columns. NaN and infinite samples are set to 0.
+
+    Raises:
+        UnreadableImageError: unreadable, not two-dimensional, or a colour image (its channels
+            differ: a photograph or a rendered figure among amplitude patches).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SEGY_SUFFIXES:
+        amplitude = read_segy(path)[0]
+    elif suffix == ".npy":
+        amplitude = load_npy(path)
+        amplitude = amplitude[..., 0] if amplitude.ndim == 3 and amplitude.shape[-1] == 1 else amplitude
+    else:
+        amplitude = _grey_channel(decode_file(path, cv2.IMREAD_UNCHANGED))
+    if amplitude.ndim != 2 or min(amplitude.shape) < 1:
+        raise UnreadableImageError(f"is not a 2D seismic patch (shape {amplitude.shape})")
+    amplitude = amplitude.astype(np.float32)
+    return np.where(np.isfinite(amplitude), amplitude, 0)[..., None]
+
+
+def _grey_channel(image: np.ndarray) -> np.ndarray:
+    """The one channel of a grey image, also when it is stored as equal RGB(A) channels."""
+    if image.ndim == 2:
+        return image
+    colour = image[..., :3]
+    if (colour != colour[..., :1]).any():
+        raise UnreadableImageError(f"is a colour image ({image.shape[-1]} channels that differ) among one-channel "
+                                   "seismic patches; convert it to grey amplitudes or remove it")
+    return image[..., 0]
+
+
 def read_section_manifest(path: str | os.PathLike, bad: list[dict] | None = None) -> pd.DataFrame:
     """The sections to read, with absolute ``section`` and ``mask`` paths (``mask`` may be empty):
     a CSV manifest ``section,mask[,split][,inline][,crossline]``, or a folder in the TGS salt

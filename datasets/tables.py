@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from datasets.images import IMAGE_EXTENSIONS, UnreadableImageError, read_each, read_image
 
+AMPLITUDE_EXTENSIONS = (".npy", ".sgy", ".segy")  # seismic patches besides grey images (datasets.seismic.read_patch)
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 SPLITS = ("train", "val", "test")
 
@@ -88,9 +89,9 @@ def _listed_files(paths: Iterable[Path]) -> pd.DataFrame:
     """Absolute paths (links are not followed: a link loop is reported when read) of the
     non-hidden files, each with the problem of an unsupported type or NaN."""
     files = sorted(p for p in paths if not p.name.startswith("."))
-    problems = [np.nan if p.suffix.lower() in IMAGE_EXTENSIONS else
-                f"unsupported file type {p.suffix or '(no extension)'!r}; images are {', '.join(IMAGE_EXTENSIONS)}"
-                for p in files]
+    problems = [np.nan if p.suffix.lower() in IMAGE_EXTENSIONS + AMPLITUDE_EXTENSIONS else
+                f"unsupported file type {p.suffix or '(no extension)'!r}; images are {', '.join(IMAGE_EXTENSIONS)}, "
+                f"seismic patches also {', '.join(AMPLITUDE_EXTENSIONS)}" for p in files]
     return pd.DataFrame({"path": [os.path.abspath(p) for p in files], "problem": pd.Series(problems, dtype=object)})
 
 
@@ -188,8 +189,9 @@ def _checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     return table
 
 
-def read_listed(row, min_size: int = 1) -> np.ndarray:
-    """Reads one listed image (a row of :func:`load_table` or :func:`list_images`) as RGB uint8.
+def read_listed(row, min_size: int = 1, read: Callable[[str], np.ndarray] = read_image) -> np.ndarray:
+    """Reads one listed image (a row of :func:`load_table` or :func:`list_images`) with ``read``:
+    RGB uint8 by default, or e.g. seismic amplitudes (``datasets.pipeline.read_source``).
 
     Raises:
         UnreadableImageError: the row has a problem, the file cannot be decoded, the image is
@@ -198,7 +200,7 @@ def read_listed(row, min_size: int = 1) -> np.ndarray:
     problem = getattr(row, "problem", np.nan)
     if isinstance(problem, str):
         raise UnreadableImageError(problem)
-    image = read_image(row.path)
+    image = read(row.path)
     height, width = image.shape[:2]
     if min(height, width) < min_size:
         raise UnreadableImageError(f"{width}x{height} px is smaller than this model's minimum of "
@@ -219,9 +221,9 @@ class ImageCheck:
     bad_files: pd.DataFrame  # columns path, reason
 
 
-def check_images(table: pd.DataFrame, min_size: int) -> ImageCheck:
-    """Decodes each image once; unusable files and images smaller than ``min_size`` pixels a
-    side are set aside with their reason.
+def check_images(table: pd.DataFrame, min_size: int, read: Callable[[str], np.ndarray] = read_image) -> ImageCheck:
+    """Decodes each image once with ``read`` (see :func:`read_listed`); unusable files and images
+    smaller than ``min_size`` pixels a side are set aside with their reason.
 
     Adds the columns ``height`` and ``width`` (source pixels).
 
@@ -230,7 +232,8 @@ def check_images(table: pd.DataFrame, min_size: int) -> ImageCheck:
     """
     bad = []
     sizes = {row.Index: image.shape[:2]
-             for row, image in read_each(table.itertuples(), bad, read=partial(read_listed, min_size=min_size))}
+             for row, image in read_each(table.itertuples(), bad, read=partial(read_listed, min_size=min_size,
+                                                                                 read=read))}
     good = table.loc[list(sizes)].assign(height=[s[0] for s in sizes.values()],
                                          width=[s[1] for s in sizes.values()]).reset_index(drop=True)
     if good.empty:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import read_each, write_image
-from datasets.pipeline import InputSpec, for_model, model_inputs, stack_inputs
+from datasets.pipeline import InputSpec, for_model, model_inputs, picture, read_source, stack_inputs
 from datasets.proposals import local_box
 from datasets.tables import BOX_COLUMNS, read_listed
 from explain import DEFAULT_LAYER, METHODS
@@ -56,7 +56,8 @@ def _decode(rows: pd.DataFrame, spec: InputSpec, bad: list):
     kept, sources, arrays = [], [], []
     rows = rows.assign(label=rows["label"].astype(object).where(rows["label"].notna(), None))
     for row, image in read_each(rows.itertuples(index=False), bad,
-                                 read=partial(read_listed, min_size=spec.min_source_size)):
+                                 read=partial(read_listed, min_size=spec.min_source_size,
+                                              read=partial(read_source, spec=spec))):
         box = np.array([getattr(row, c) for c in BOX_COLUMNS], np.float32)
         kept.append((row, box))
         sources.append(image)
@@ -148,7 +149,7 @@ def _write_maps(folder: Path, stem: str, method: str, maps: dict, i: int, source
             x0, y0, x1, y1 = local_box(source, box)
             image = source[y0:y1, x0:x1]
         suffix = "" if len(names) == 1 else f"_{name}"
-        write_image(folder / f"{stem}{suffix}.png", overlay(image, heatmap))
+        write_image(folder / f"{stem}{suffix}.png", overlay(picture(image), heatmap))
         np.save(folder / f"{stem}{suffix}.npy", heatmap)
         if name == names[0]:
             x, y, entropy = peak_and_entropy(heatmap, image.shape[:2])

@@ -36,6 +36,7 @@ class LoadedRun:
     class_names: list[str]
     config: dict
     path: Path
+    amplitude_stats: tuple[float, float] | None = None  # seismic inputs z-scored with the training set's
 
     def setting(self, name: str, default=None):
         """A training setting of the run: from its task's block of options (``segment:
@@ -83,9 +84,10 @@ def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> L
     except ModelFileError as err:
         raise ExplainError(str(err)) from err
     metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
-    names = json.loads(metrics.read_text()).get("class_names") if metrics.is_file() else None
+    recorded = json.loads(metrics.read_text()) if metrics.is_file() else {}
     settings = yaml.safe_load(config.read_text()) or {} if config.is_file() else {}
-    return LoadedRun(model, names or [], settings, model_path)
+    stats = (recorded.get("inputs") or {}).get("amplitude_stats")
+    return LoadedRun(model, recorded.get("class_names") or [], settings, model_path, tuple(stats) if stats else None)
 
 
 def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:
@@ -100,7 +102,7 @@ def loaded_model(run: LoadedRun) -> LoadedModel:
     names = run.class_names if len(run.class_names) == classes else [f"class_{i}" for i in range(classes)]
     regression = run.config.get("task") == "regress" or run.model.layers[-1].name == "target_units"
     target_name = (run.setting("target_column") or "value") if regression else None
-    return LoadedModel(run.model, names, input_spec(run.model), target_name)
+    return LoadedModel(run.model, names, input_spec(run.model, run.amplitude_stats), target_name)
 
 
 def load_detector(source: str | Path) -> LoadedDetector:
@@ -119,13 +121,16 @@ def load_detector(source: str | Path) -> LoadedDetector:
     return LoadedDetector(run.model, names, int(run.config.get("image_size") or DETECTOR_DEFAULT_SIZE))
 
 
-def input_spec(model: keras.Model) -> InputSpec:
+def input_spec(model: keras.Model, amplitude_stats: tuple[float, float] | None = None) -> InputSpec:
     """What the model eats, read off its inputs in the order it was built with (``model.input``
     keeps a dict's order; ``model.inputs`` sorts by name): the first takes the whole image, a
-    second its local crop."""
+    second its local crop; one channel means seismic patches (z-scored per patch, or with the
+    run's ``amplitude_stats``), three RGB photographs."""
     inputs = list(model.input.values()) if isinstance(model.input, dict) else model.inputs
     local = int(inputs[1].shape[1]) if len(inputs) > 1 else None
-    return InputSpec(int(inputs[0].shape[1]), local, tuple(t.name for t in inputs))
+    channels = int(inputs[0].shape[-1])
+    return InputSpec(int(inputs[0].shape[1]), local, tuple(t.name for t in inputs), channels,
+                     amplitude_stats if channels == 1 else None)
 
 
 def require_layer(model: keras.Model, methods: list[str], layer: str) -> None:

@@ -110,7 +110,8 @@ def deletion_insertion(model: keras.Model, inputs, maps, targets, *, input_name:
 
     Petsiuk et al., 2018, "RISE: Randomized Input Sampling for Explanation of Black-box
     Models", BMVC. Pixels go in ``steps`` equal portions, most relevant first. Deletion
-    blackens them (a faithful map makes the probability fall fast: lower is better);
+    blackens them (zero amplitude, for a seismic patch; a faithful map makes the probability
+    fall fast: lower is better);
     insertion restores them into a blurred copy (higher is better).
 
     Args:
@@ -134,7 +135,7 @@ def deletion_insertion(model: keras.Model, inputs, maps, targets, *, input_name:
     shown = (_descending_ranks(maps)[:, None, :] < counts[None, :, None]).reshape(
         len(maps), steps + 1, *maps.shape[1:], 1)
     sigma = max(1.0, 5.0 * images.shape[1] / 224)  # the paper's blur, scaled to the image
-    blurred = np.stack([cv2.GaussianBlur(image, (0, 0), sigma) for image in images])
+    blurred = np.stack([cv2.GaussianBlur(image, (0, 0), sigma).reshape(image.shape) for image in images])
     target_rows = np.repeat(np.asarray(targets), steps + 1)
     curves = []
     for perturbed in (np.where(shown, 0.0, images[:, None]), np.where(shown, images[:, None], blurred[:, None])):

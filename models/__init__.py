@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import keras
 
 from models import fusion, sednet, transfer, unet
+from models.blocks import HEAD_LAYERS
 from models.metrics import ConfusionMatrixAccuracy
 from models.saving import ModelFileError, load_keras_file
 from models.transfer import WeightsError, unfreeze_top
@@ -50,6 +51,12 @@ register("sednet", ModelEntry(sednet.build_sednet, sednet.MIN_INPUT_SIZE, None, 
 for _name, _backbone in transfer.BACKBONES.items():
     register(_name, ModelEntry(partial(transfer.build_transfer_model, _name), _backbone.min_input_size, "imagenet",
                                config_options=("train_backbone", "dropout")))
+
+
+register("resnet34_classifier", ModelEntry(unet.build_resnet34_classifier, unet.MIN_INPUT_SIZE, None,
+                                           has_imagenet_weights=False,
+                                           config_options=("encoder_width", "train_backbone", "dropout"),
+                                           defaults={"train_backbone": True}))
 
 
 def _build_detector(**options) -> keras.Model:
@@ -107,12 +114,13 @@ def start_from(model: keras.Model, trained: Path) -> list[str]:
     """Copies into ``model`` the weights of every same-named layer of the model saved in ``trained``.
 
     A run can so start from a run of another task or head: a CPS regressor from a texture
-    classifier, as the SEM-strength study's ResNet-50 starts from ImageNet, or a classifier
-    with other classes. Only ``model``'s output layer (its last layer with weights) may be
-    missing there or differ in shape; it keeps its fresh initialisation.
+    classifier, as the SEM-strength study's ResNet-50 starts from ImageNet, a classifier with
+    other classes, or a seismic-patch classifier from a salt U-Net's encoder (the salt
+    thesis). Only ``model``'s head (the classifier head's layers, and its last layer with
+    weights) may be missing there or differ in shape; it keeps its fresh initialisation.
 
     Returns:
-        The names of the layers left as initialised (the output layer, or none).
+        The names of the layers left as initialised (head layers, or none).
 
     Raises:
         WeightsError: ``trained`` is not a loadable Keras model, or a layer other than the output
@@ -130,7 +138,7 @@ def start_from(model: keras.Model, trained: Path) -> list[str]:
         if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
             layer.set_weights(other.get_weights())
         else:
-            (fresh if layer is weighted[-1] else unfit).append(layer.name)
+            (fresh if layer is weighted[-1] or layer.name in HEAD_LAYERS else unfit).append(layer.name)
     if unfit:
         raise WeightsError(f"--weights {trained}: its model {source.name!r} lacks, or has other shapes for, the "
                            f"layers {unfit[:4]}{' ...' if len(unfit) > 4 else ''} of {model.name!r}; start from a "

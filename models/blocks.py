@@ -44,6 +44,25 @@ def squeeze_excite(x, ratio: int = 4, name: str = "se"):
     return layers.Multiply(name=f"{name}_scale")([x, weights])
 
 
+def merger(x, name: str = "merger"):
+    """The salt thesis's merger: 1x1 convolutions (8, 8, then 3 channels) that learn how a
+    one-channel seismic input feeds a network built for three, instead of copying the channel."""
+    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_1")(x)
+    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_2")(x)
+    return layers.Conv2D(3, 1, name=name)(x)
+
+
+def input_scaling(x, name: str):
+    """RGB photographs in [0, 255] to [0, 1]; one-channel seismic inputs arrive z-scored and pass
+    unchanged (the input kinds of ``datasets.pipeline``)."""
+    if x.shape[-1] == 1:
+        return layers.Identity(name=name)(x)
+    return layers.Rescaling(1.0 / 255, name=name)(x)
+
+
+HEAD_LAYERS = ("pool", "head_dense", "head_dropout", "logits")
+
+
 def classifier_head(features, num_classes: int, hidden: int = 256, dropout: float = 0.3):
     """Global pooling, then the two trainable head layers: dense + dropout, dense logits."""
     x = layers.GlobalAveragePooling2D(name="pool")(features)

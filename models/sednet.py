@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import Resize, classifier_head, conv_bn_relu, residual_block, squeeze_excite
+from models.blocks import Resize, classifier_head, conv_bn_relu, input_scaling, residual_block, squeeze_excite
 
 MIN_INPUT_SIZE = 32
 INPUT_NAMES = ("whole", "local")
@@ -21,7 +21,8 @@ def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_size: int = 48
                  widths=(32, 64, 96), shared_branches: bool = False, weights=None,
                  dropout: float = 0.3) -> keras.Model:
     """Builds SedNet with inputs ``whole`` and ``local`` (a ``local_size`` square crop of one
-    grain, with the whole image's channels); outputs logits.
+    grain, with the whole image's channels: RGB in [0, 255], or one z-scored seismic
+    channel); outputs logits.
 
     The layers ``whole_features`` and ``local_features`` end the branches and ``features``
     ends the fused block: the layers explainers look at.
@@ -50,7 +51,7 @@ def build_sednet(num_classes: int, input_shape=(96, 96, 3), local_size: int = 48
 
 
 def _branch(x, widths, name: str):
-    x = layers.Rescaling(1.0 / 255, name=f"{name}_rescale")(x)
+    x = input_scaling(x, name=f"{name}_rescale")
     x = conv_bn_relu(x, widths[0], strides=2, name=f"{name}_stem")
     x = residual_block(x, widths[1], strides=2, name=f"{name}_res1")
     x = residual_block(x, widths[2], strides=2, name=f"{name}_res2")

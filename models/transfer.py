@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-from models.blocks import BN_MOMENTUM, classifier_head
+from models.blocks import BN_MOMENTUM, HEAD_LAYERS, classifier_head, merger
 
 
 class WeightsError(ValueError):
@@ -66,6 +66,9 @@ def build_transfer_model(backbone: str, num_classes: int, input_shape=(224, 224,
                          dropout: float = 0.3, train_backbone: bool = False) -> keras.Model:
     """Builds ``backbone`` (frozen) with a dense-dropout-dense head emitting logits.
 
+    A one-channel (seismic) input passes the salt thesis's merger (``models.blocks.merger``,
+    trainable even when the backbone is frozen) instead of the ImageNet preprocessing.
+
     Args:
         weights: ``"imagenet"`` (downloaded on first use), ``None`` (random), or the path to a
             local weights file for the backbone (e.g. Keras' ``*_notop.h5``).
@@ -82,9 +85,15 @@ def build_transfer_model(backbone: str, num_classes: int, input_shape=(224, 224,
     """
     spec = BACKBONES[backbone]
     inputs = keras.Input(input_shape, name="image")
-    x = ImagenetPreprocess(spec.preprocess_mode, name="preprocess")(inputs) if spec.preprocess_mode else inputs
+    if input_shape[-1] == 1:  # a z-scored seismic patch: the salt thesis's merger learns the three channels
+        x = merger(inputs)
+    else:
+        x = ImagenetPreprocess(spec.preprocess_mode, name="preprocess")(inputs) if spec.preprocess_mode else inputs
     base = _backbone(spec, backbone, x, weights)
     base.trainable = train_backbone
+    for layer in base.layers:  # the merger sits in the base's graph, but learns with the head
+        if layer.name.startswith("merger"):
+            layer.trainable = True
     if train_backbone and weights is None:
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
@@ -114,7 +123,7 @@ def unfreeze_top(model: keras.Model, count: int) -> int:
     guide advises, so small batches do not wreck their ImageNet statistics. Returns how many
     layers were unfrozen.
     """
-    head = {"features", "pool", "head_dense", "head_dropout", "logits"}
+    head = {"features", *HEAD_LAYERS}
     candidates = [layer for layer in model.layers
                   if layer.name not in head and layer.weights
                   and not isinstance(layer, layers.BatchNormalization)]

@@ -24,19 +24,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import classifier_head, conv_bn_relu, residual_block
+from models.blocks import classifier_head, conv_bn_relu, input_scaling, merger, residual_block
 
 MIN_INPUT_SIZE = 32  # five halvings; sides must be multiples of 32
 RESNET34_BLOCKS = (3, 4, 6, 3)
 ENCODER_STAGES = tuple(f"stage{i}_out" for i in range(1, 5))
 ENCODER_PREFIXES = ("merger", "stem", "stage")  # names of the layers the U-Net and the classifier share
-
-
-def merger(x, name: str = "merger"):
-    """The thesis's merger: 1x1 convolutions from the input's channels to three."""
-    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_1")(x)
-    x = layers.Conv2D(8, 1, activation="relu", name=f"{name}_2")(x)
-    return layers.Conv2D(3, 1, name=name)(x)
 
 
 def resnet34_encoder(x, width: int = 64) -> list:
@@ -99,17 +92,29 @@ def build_unet_resnet34(num_classes: int = 1, input_shape=(128, 128, 1), weights
 
 
 def build_resnet34_classifier(num_classes: int = 2, input_shape=(64, 64, 1), weights=None,
-                              encoder_width: int = 64) -> keras.Model:
-    """The merger and ResNet34 encoder of :func:`build_unet_resnet34` under a classifier head.
+                              encoder_width: int = 64, train_backbone: bool = True,
+                              dropout: float = 0.3) -> keras.Model:
+    """The merger and ResNet34 encoder of :func:`build_unet_resnet34` under the thesis's
+    two-layer classifier head.
 
-    The encoder's layers keep the U-Net's names, so :func:`copy_encoder` can fill them from a
-    trained segmentation model; ``features`` is the encoder's last stage (stride 32).
+    The encoder's layers keep the U-Net's names, so :func:`copy_encoder` (or a run's
+    ``--weights``) can fill them from a trained segmentation model; ``features`` is the
+    encoder's last stage (stride 32). A one-channel input is a z-scored seismic patch, three
+    channels an RGB photograph in [0, 255] (scaled to [0, 1] before the merger).
+
+    Args:
+        train_backbone: False freezes the merger and encoder (a transferred encoder's first
+            phase: the head learns alone, then ``fine_tune_*`` trains every layer at a lower rate).
     """
     inputs = keras.Input(input_shape, name="image")
-    *_, deepest = resnet34_encoder(merger(inputs), encoder_width)
+    x = inputs if input_shape[-1] == 1 else input_scaling(inputs, name="rescale")
+    *_, deepest = resnet34_encoder(merger(x), encoder_width)
     features = layers.Identity(name="features")(deepest)
-    model = keras.Model(inputs, classifier_head(features, num_classes, hidden=encoder_width * 4),
+    model = keras.Model(inputs, classifier_head(features, num_classes, hidden=encoder_width * 4, dropout=dropout),
                         name="resnet34_classifier")
+    if not train_backbone:
+        for name in encoder_layers(model):
+            model.get_layer(name).trainable = False
     if weights is not None:
         model.load_weights(weights)
     return model

@@ -322,7 +322,8 @@ def reference_markdown(tasks: Mapping[str, Any]) -> str:
              "`tests/test_docs.py` checks that it is current. Every setting is a flag of `python -m training.run` "
              "(`image_size` is `--image-size`) and a key of its YAML file (`--config`): the shared ones at the "
              "top, a task's own options at the top or in a block under the task's name. Precedence, lowest "
-             "first: the defaults below, the task's defaults, the model's, the preset's, the YAML file, the flags.",
+             "first: the defaults below, the task's defaults, a synthetic set's, the model's, the preset's, the YAML "
+             "file, the flags.",
              "", "## Shared by every task", "", *_options_table(TrainConfig)]
     for task in tasks.values():
         lines += ["", f"## --task {task.name}", "", f"{task.description}.", "",
@@ -347,8 +348,9 @@ def _options_table(kind: type) -> list[str]:
 
 
 def parse_config(argv: list[str] | None, tasks: Mapping[str, Any]) -> TrainConfig:
-    """The resolved configuration: the task's defaults, then the model's (``ModelEntry.defaults``),
-    then the preset's, then YAML, then flags; validated.
+    """The resolved configuration: the task's defaults, then a synthetic data set's
+    (``SyntheticSet.training_defaults``), the model's (``ModelEntry.defaults``), the preset's,
+    YAML, flags; validated.
 
     Raises:
         ConfigError: every problem at once, in one line (a flag or key of another task among
@@ -369,7 +371,8 @@ def parse_config(argv: list[str] | None, tasks: Mapping[str, Any]) -> TrainConfi
         problems.append(f"preset={user['preset']!r}: --task {task.name} has "
                         + (f"the presets {list(task.presets)}" if task.presets else "no presets"))
     model = MODELS.get(user.get("model", preset.values.get("model", task.defaults.get("model", TrainConfig.model))))
-    values = {**task.defaults, **(model.defaults if model else {}), **preset.values, **user}
+    data = _synthetic_defaults(user.get("data", preset.values.get("data", task.defaults.get("data", TrainConfig.data))))
+    values = {**task.defaults, **data, **(model.defaults if model else {}), **preset.values, **user}
     option_names, shared_names = set(_field_types(task.options)), set(_field_types(TrainConfig))
     config = TrainConfig(**{k: v for k, v in values.items() if k in shared_names},
                          options=task.options(**{k: v for k, v in values.items() if k in option_names}))
@@ -377,6 +380,12 @@ def parse_config(argv: list[str] | None, tasks: Mapping[str, Any]) -> TrainConfi
     if problems:
         raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
     return config
+
+
+def _synthetic_defaults(data: str) -> Mapping[str, Any]:
+    """The training settings a synthetic set needs to meet its measured goal (e.g. more patches)."""
+    spec = GENERATORS.get(data.split(":", 1)[1]) if data.startswith("synthetic:") else None
+    return spec.training_defaults if spec else {}
 
 
 def _foreign_options(user: Mapping, task, owners: Mapping[str, list[str]], flags: Mapping) -> list[str]:

@@ -129,7 +129,8 @@ def build_or_start_from(task: Task, config: TrainConfig, data: TaskData) -> kera
     fresh = start_from(model, trained)
     copied = sum(1 for layer in model.layers if layer.weights) - len(fresh)
     print(f"Started from {trained}: {copied} layers copied"
-          + (f", {fresh[0]} initialised afresh (its shape differs there)." if fresh else "."), flush=True)
+          + (f", {', '.join(fresh)} initialised afresh (missing there, or of another shape)." if fresh else "."),
+          flush=True)
     return model
 
 

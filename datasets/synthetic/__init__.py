@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import cv2
 import numpy as np
@@ -21,7 +21,8 @@ import pandas as pd
 
 from datasets.images import read_image, write_image
 from datasets.seismic import section_image, write_segy
-from datasets.synthetic import sea_ice, seismic_salt, sem_crystals, sigma_clasts, textures, thin_sections
+from datasets.synthetic import (sea_ice, seismic_facies, seismic_salt, sem_crystals, sigma_clasts, textures,
+                                thin_sections)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class SyntheticSet:
     options: tuple[Option, ...] = ()
     preview: Callable | None = None  # (out, manifest rows) -> an RGB uint8 picture of a few samples
     classes_for: Callable | None = None  # (options) -> the classes, when the options decide them
+    input_kind: str = "photo"  # or "seismic": one-channel amplitude patches (datasets.pipeline)
+    training_defaults: Mapping[str, Any] = field(default_factory=dict)  # over the task's, for --data synthetic:NAME
 
     def labels(self, options: dict[str, Any]) -> tuple[str, ...]:
         return self.classes_for(options) if self.classes_for else self.classes
@@ -117,6 +120,24 @@ def _preview_sections(out: Path, rows: list[dict], count: int = 3) -> np.ndarray
         cv2.drawContours(picture, contours, -1, (255, 140, 0), 1)
         pictures += [picture, np.full((picture.shape[0], 6, 3), 255, np.uint8)]
     return np.concatenate(pictures[:-1], axis=1)
+
+
+def _write_seismic_facies(rng, size, label, stem, out: Path, options) -> list[dict]:
+    patch = seismic_facies.generate(rng, size, label, shortcut=options["shortcut"],
+                                    correlation=options["correlation"], facies=options["facies"])
+    path, mask = f"{label}/{stem}.png", f"_masks/{stem}_noisy_traces.png"
+    write_image(out / path, seismic_facies.to_grey(patch.amplitude))
+    write_image(out / mask, patch.shortcut_mask.astype(np.uint8) * 255)
+    return [dict(path=path, label=label, shortcut_mask=mask)]
+
+
+def _preview_facies(out: Path, rows: list[dict]) -> np.ndarray:
+    """One patch of each class in a row, on the grey variable-density display."""
+    first = {}
+    for row in rows:
+        first.setdefault(row["label"], section_image(read_image(out / row["path"])[..., 0].astype(np.float32)))
+    gap = np.full((next(iter(first.values())).shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([p for picture in first.values() for p in (picture, gap)][:-1], axis=1)
 
 
 def _write_sea_ice(rng, size, label, stem, out: Path, options) -> list[dict]:
@@ -208,6 +229,20 @@ register("seismic_salt", SyntheticSet(
      Option("shape", str, None, "draw only this salt shape", choices=(None, *seismic_salt.SHAPES)),
      Option("snr", float, 8.0, "signal-to-noise ratio (standard deviations)", bounds=(0.1, 1000))),
     preview=_preview_sections))
+
+
+register("seismic_facies", SyntheticSet(
+    "seismic facies patches of the LANDMASS classes (horizon, chaotic, fault, salt_dome) as 8-bit grey PNGs: "
+    "continuous, hummocky, faulted and salt-flanked reflectors from an impedance model convolved with a Ricker "
+    "wavelet; a plantable noisy-trace shortcut with its mask",
+    seismic_facies.CLASSES, (), _write_seismic_facies,
+    (Option("shortcut", str, "none", "plant bands of noisy traces whose count follows the class",
+            choices=seismic_facies.SHORTCUTS),
+     Option("correlation", float, 0.9, "share of patches with their class's count of noisy-trace bands",
+            bounds=(0, 1)),
+     Option("facies", str, None, "draw this facies for every class, so only the shortcut separates the classes "
+                                 "(an audit's positive control)", choices=(None, *seismic_facies.CLASSES))),
+    preview=_preview_facies, input_kind="seismic", training_defaults={"synthetic_n": 1200, "synthetic_size": 99}))
 
 
 register("sea_ice", SyntheticSet(

@@ -22,11 +22,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=600, help="number of images, balanced over classes (default 600)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    shared: dict[str, list] = {}  # generators may share an option's name (thin_sections and seismic_facies: shortcut)
     for name, spec in GENERATORS.items():
         for option in spec.options:
-            parser.add_argument(f"--{option.name.replace('_', '-')}", type=option.type, default=None,
-                                choices=[c for c in option.choices if c is not None] if option.choices else None,
-                                help=f"{name}: {option.help} (default {option.default})")
+            shared.setdefault(option.name, []).append((name, option))
+    for flag, owners in shared.items():
+        choices = [c for _, o in owners if o.choices for c in o.choices if c is not None]
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=owners[0][1].type, default=None,
+                            choices=list(dict.fromkeys(choices)) or None,
+                            help="; ".join(f"{name}: {o.help} (default {o.default})" for name, o in owners))
     return parser
 
 

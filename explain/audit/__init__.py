@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from datasets.images import UnreadableImageError, read_each, read_image, read_mask, resize_mask, write_image
-from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.images import UnreadableImageError, read_each, read_mask, resize_mask, write_image
+from datasets.pipeline import InputSpec, for_model, model_inputs, picture, read_source, stack_inputs
 from datasets.tables import BOX_COLUMNS, list_images, write_bad_files
 from explain import DEFAULT_LAYER, METHODS
 from explain.audit.report import MASK_COLOURS, write_report
@@ -99,14 +99,15 @@ def load_audit_table(data: str, masks: dict[str, str], split: str | None = None)
     return table
 
 
-def load_sample(row, masks: dict[str, str]) -> Sample:
-    """Decodes an image and its masks; a mask that is unreadable or of another size is an error.
+def load_sample(row, masks: dict[str, str], spec: InputSpec) -> Sample:
+    """Decodes an image (as ``spec``'s kind reads it) and its masks; a mask that is unreadable
+    or of another size is an error.
 
     Raises:
         UnreadableImageError: the image itself cannot be decoded (the caller skips it).
         AuditError: a mask file cannot be read or does not match its image's size.
     """
-    image = read_image(row["path"])
+    image = read_source(row["path"], spec)
     sample = Sample(row["path"], row["label"], np.array([row[c] for c in BOX_COLUMNS], np.float32), image)
     for name, column in masks.items():
         mask_path = row[column]
@@ -125,20 +126,21 @@ def load_sample(row, masks: dict[str, str]) -> Sample:
     return sample
 
 
-def check_masks(table: pd.DataFrame, masks: dict[str, str]) -> tuple[pd.DataFrame, list[dict]]:
+def check_masks(table: pd.DataFrame, masks: dict[str, str], spec: InputSpec) -> tuple[pd.DataFrame, list[dict]]:
     """Reads every image and mask once before any model runs; returns the usable rows and the
     unreadable images. Raises AuditError on the first bad mask."""
     bad: list[dict] = []
     rows = enumerate(table.to_dict("records"))
     usable = [index for (index, _), _ in read_each(rows, bad, path_of=lambda item: item[1]["path"],
-                                                    read=lambda item: load_sample(item[1], masks))]
+                                                    read=lambda item: load_sample(item[1], masks, spec))]
     return table.iloc[usable].reset_index(drop=True), bad
 
 
 def inpaint(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fills ``mask`` (grown by one pixel, to catch anti-aliased edges) from its surroundings."""
+    """Fills ``mask`` (grown by one pixel, to catch anti-aliased edges) from its surroundings;
+    RGB uint8 or one-channel float32 amplitudes."""
     grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
-    return cv2.inpaint(image, grown, 3, cv2.INPAINT_TELEA)
+    return cv2.inpaint(image, grown, 3, cv2.INPAINT_TELEA).reshape(image.shape)
 
 
 def random_region(mask: np.ndarray, rng: np.random.Generator, tries: int = 16) -> np.ndarray:
@@ -182,7 +184,8 @@ def audit_images(loaded: LoadedModel, table: pd.DataFrame, masks: dict[str, str]
     rows, shown = [], {}
     progress = keras.utils.Progbar(len(table), unit_name="image")
     for start in range(0, len(table), settings.batch_size):
-        samples = [load_sample(row, masks) for row in table.iloc[start:start + settings.batch_size].to_dict("records")]
+        samples = [load_sample(row, masks, loaded.spec)
+                   for row in table.iloc[start:start + settings.batch_size].to_dict("records")]
         rows += _audit_batch(loaded, samples, settings, tolerance, rng, out, shown)
         progress.add(len(samples))
     return pd.DataFrame(rows)
@@ -250,13 +253,13 @@ def _write_examples(samples, maps, settings: AuditSettings, rows, out: Path, sho
             continue
         shown[sample.label] = shown.get(sample.label, 0) + 1
         scale = max(1, 192 // max(sample.image.shape[:2]))  # small images grow, so outlines stay visible
-        picture = overlay(_enlarged(sample.image, scale), heatmap)
+        shown_image = overlay(_enlarged(picture(sample.image), scale), heatmap)
         for index, mask in enumerate(sample.masks.values()):
             contours, _ = cv2.findContours(_enlarged(mask.astype(np.uint8), scale), cv2.RETR_EXTERNAL,
                                            cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(picture, contours, -1, MASK_COLOURS[index % len(MASK_COLOURS)][1], 1)
+            cv2.drawContours(shown_image, contours, -1, MASK_COLOURS[index % len(MASK_COLOURS)][1], 1)
         name = f"{sample.label}_{shown[sample.label]}.png"
-        write_image(folder / name, picture)
+        write_image(folder / name, shown_image)
         row["example"] = f"examples/{name}"
 
 
@@ -322,7 +325,7 @@ def sanity_check(loaded: LoadedModel, table: pd.DataFrame, masks: dict[str, str]
                  settings: AuditSettings) -> pd.DataFrame:
     """Adebayo et al.'s cascading randomisation (``explain.metrics.randomisation_check``) of each
     method on the first ``settings.sanity_images`` images, in four steps."""
-    samples = [load_sample(row, masks) for row in table.head(settings.sanity_images).to_dict("records")]
+    samples = [load_sample(row, masks, loaded.spec) for row in table.head(settings.sanity_images).to_dict("records")]
     inputs = for_model(_stack_inputs([s.image for s in samples], [s.box for s in samples], loaded))
     checks = [randomisation_check(loaded.model, METHODS[m], inputs, layer=settings.layer, steps=4).assign(method=m)
               for m in settings.methods]
@@ -339,7 +342,7 @@ def run_audit(model: str, data: str, masks: dict[str, str], settings: AuditSetti
     """
     loaded = load_model(model, unsafe)
     require_layer(loaded.model, settings.methods, settings.layer)
-    table, bad = check_masks(load_audit_table(data, masks, split), masks)
+    table, bad = check_masks(load_audit_table(data, masks, split), masks, loaded.spec)
     if table.empty:
         raise AuditError(f"No readable image in {data}; the first: {bad[0]['path']}: {bad[0]['reason']}.")
     out.mkdir(parents=True, exist_ok=True)

@@ -109,8 +109,13 @@ class Task:
         """The registry model ``config.model`` with the builder options its entry takes from the config."""
         entry = MODELS[config.model]
         options = {name: config.setting(name) for name in entry.config_options}
-        return build_model(config.model, len(data.class_names), (config.image_size, config.image_size, 3),
+        return build_model(config.model, len(data.class_names),
+                           (config.image_size, config.image_size, self.input_channels(data)),
                            weights=config.weights, **options)
+
+    def input_channels(self, data: TaskData) -> int:
+        """The channels of the model's (image) input: 3 for RGB photographs."""
+        return 3
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:

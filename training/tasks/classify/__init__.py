@@ -1,8 +1,9 @@
 """``--task classify``: one label per image (SedNet, the transfer-learned backbones).
 
-Data are class folders or a manifest, checked image by image and split stratified by class;
-the model is trained on cross-entropy of logits, with accuracy (which keeps the confusion
-matrix) and macro F1. TensorBoard gets Grad-CAM overlays, histograms and per-class scores;
+Data are class folders or a manifest, checked image by image and split stratified by class:
+RGB photographs, or one-channel seismic patches (grey PNG/TIFF, ``.npy`` or SEG-Y, read as
+amplitudes and z-scored; ``--input-kind``); the model is trained on cross-entropy of
+logits, with accuracy (which keeps the confusion matrix) and macro F1. TensorBoard gets Grad-CAM overlays, histograms and per-class scores;
 the report is the SedNet paper's table 2 (``metrics.json``) and its figure 4 (confusion
 matrices).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -22,12 +24,14 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from datasets.augment import mirror_permutation
-from datasets.pipeline import InputSpec, load_example, make_dataset
-from datasets.tables import (BOX_COLUMNS, SPLITS, DataError, check_images, load_table, stratified_split,
-                             write_bad_files, write_split)
+from datasets.pipeline import INPUT_KINDS, InputSpec, load_example, make_dataset, read_source
+from datasets.seismic import read_patch
+from datasets.synthetic import GENERATORS
+from datasets.tables import (AMPLITUDE_EXTENSIONS, BOX_COLUMNS, SPLITS, DataError, check_images, load_table,
+                             stratified_split, write_bad_files, write_split)
 from models import MODELS, ConfusionMatrixAccuracy
 from training import summaries as tb
-from training.config import TaskOptions, TrainConfig, option
+from training.config import Preset, TaskOptions, TrainConfig, option
 from training.tasks import Task, chiral_pairs, global_batch, register_task
 from training.tasks.classify.callbacks import ClassScores, GradCamImages
 
@@ -71,6 +75,57 @@ def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
     return table["label"].map(index).to_numpy(np.int64)
 
 
+def input_kind(config: TrainConfig, table: pd.DataFrame) -> str:
+    """``--input-kind``, with ``auto`` resolved: a synthetic set's own kind, seismic when most
+    listed files are ``.npy`` or SEG-Y (the others are then read as grey patches, and a colour
+    one is listed as bad), else photographs. Grey PNG patches are seismic only when asked:
+    grey photomicrographs and SEM images are photographs."""
+    choice = config.options.input_kind
+    if choice != "auto":
+        return choice
+    if config.data.startswith("synthetic:"):
+        return GENERATORS[config.data.split(":", 1)[1]].input_kind
+    amplitude_files = table["path"].str.lower().str.endswith(AMPLITUDE_EXTENSIONS)
+    return "seismic" if amplitude_files.mean() > 0.5 else "photo"
+
+
+def amplitude_stats(paths: Sequence[str]) -> tuple[float, float]:
+    """The mean and standard deviation of every sample of the files (the training split's), for
+    ``--seismic-normalize dataset``."""
+    count = total = squares = 0.0
+    for path in paths:
+        amplitude = read_patch(path).astype(np.float64)
+        count, total, squares = count + amplitude.size, total + amplitude.sum(), squares + (amplitude ** 2).sum()
+    mean = total / count
+    return float(mean), float(np.sqrt(max(squares / count - mean ** 2, 0.0)))
+
+
+def note_sizes(table: pd.DataFrame, image_size: int) -> None:
+    """Says on stdout when the patches are not all of one size: every one is resized to the model's input."""
+    sizes = (table["height"].astype(str) + " x " + table["width"].astype(str)).value_counts()
+    if len(sizes) > 1:
+        listed = ", ".join(f"{size}: {count}" for size, count in sizes.head(4).items())
+        print(f"note: the patches come in {len(sizes)} sizes ({listed}{', ...' if len(sizes) > 4 else ''}); each is "
+              f"resized to {image_size} x {image_size}", flush=True)
+
+
+def input_spec(config: TrainConfig, kind: str, table: pd.DataFrame) -> InputSpec:
+    """What the model eats; for seismic patches, with the training split's amplitude statistics
+    when ``--seismic-normalize dataset``."""
+    entry = MODELS[config.model]
+    local_size = config.local_size if len(entry.input_names) > 1 else None
+    if kind == "photo":
+        return InputSpec(config.image_size, local_size, entry.input_names)
+    stats = None
+    if config.options.seismic_normalize == "dataset":
+        stats = amplitude_stats(table.loc[table["split"] == "train", "path"].tolist())
+    normalised = "per patch" if stats is None else f"with the training set's mean {stats[0]:.4g} and std {stats[1]:.4g}"
+    print(f"Inputs: one-channel seismic patches, z-scored {normalised}; augmented by left-right flips only",
+          flush=True)
+    note_sizes(table, config.image_size)
+    return InputSpec(config.image_size, local_size, entry.input_names, channels=1, amplitude_stats=stats)
+
+
 def prepare_classification_data(source: Path, config: TrainConfig, run_dir: Path) -> ClassificationData:
     """Loads, checks and splits the data and writes split.csv and bad_files.csv.
 
@@ -80,7 +135,9 @@ def prepare_classification_data(source: Path, config: TrainConfig, run_dir: Path
     """
     entry = MODELS[config.model]
     table = load_table(source)
-    checked = check_images(table, entry.min_input_size)
+    kind = input_kind(config, table)
+    probe = InputSpec(config.image_size, channels=1 if kind == "seismic" else 3)
+    checked = check_images(table, entry.min_input_size, read=partial(read_source, spec=probe))
     print(write_bad_files(checked.bad_files, run_dir / "bad_files.csv"), flush=True)
     table = stratified_split(checked.table, config.split_fractions(), config.seed)
     missing = [s for s in SPLITS if not (table["split"] == s).any()]
@@ -90,8 +147,7 @@ def prepare_classification_data(source: Path, config: TrainConfig, run_dir: Path
     write_split(table, run_dir / "split.csv")
     class_names = sorted(table["label"].unique())
     pairs = chiral_pairs(class_names, config.options.mirror_pairs)
-    local_size = config.local_size if len(entry.input_names) > 1 else None
-    spec = InputSpec(config.image_size, local_size, entry.input_names)
+    spec = input_spec(config, kind, table)
     counts = table.groupby("split")["label"].count().reindex(list(SPLITS)).to_dict()
     print(f"{len(table)} images, {len(class_names)} classes {class_names}; split {counts}", flush=True)
     return ClassificationData(table, class_names, spec, pairs)
@@ -144,16 +200,37 @@ class ClassifyOptions(TaskOptions):
     mirror_pairs: str = option("auto", "class pairs a mirror flip swaps, a:b,c:d; auto finds cw:ccw and "
                                        "dextral:sinistral; none")
     tb_scores: bool = option(True, "TensorBoard: per-class precision/recall/F1 and the confusion matrix each epoch")
+    input_kind: str = option("auto", "photo: RGB photographs in [0, 255], flipped and turned; seismic: one-channel "
+                                     "amplitude patches (grey PNG/TIFF, .npy, SEG-Y), z-scored, flipped left-right "
+                                     "only; auto: a synthetic set's kind, seismic when most files are .npy or SEG-Y, "
+                                     "else photo", choices=("auto", *INPUT_KINDS))
+    seismic_normalize: str = option("patch", "seismic patches: z-score each patch, or all with the training split's "
+                                             "mean and deviation", choices=("patch", "dataset"))
+    encoder_width: int = option(64, "resnet34_classifier: filters of the encoder's first stage (64 is ResNet34); "
+                                    "the U-Net's, to start from a segmentation run")
+
+    def value_problems(self) -> list[str]:
+        return [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
 
 
 class ClassifyTask(Task):
     name = "classify"
-    description = ("one label per image: SedNet or a transfer-learned backbone; data are class folders or a "
-                   "manifest")
+    description = ("one label per image: SedNet, a transfer-learned backbone or the salt thesis's ResNet34 "
+                   "classifier; data are class folders or a manifest of RGB photographs or one-channel seismic "
+                   "patches")
     options = ClassifyOptions
+    presets = {"salt-encoder": Preset(
+        "the salt thesis's patch classifier started from a segmentation run's encoder (pass --weights RUN, a "
+        "--task segment run of the same --encoder-width): the head learns alone with the encoder frozen, then "
+        "every layer at a tenth of the learning rate",
+        {"model": "resnet34_classifier", "train_backbone": False, "fine_tune_layers": 1000, "fine_tune_epochs": 10,
+         "fine_tune_lr": 2e-4})}
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> ClassificationData:
         return prepare_classification_data(self.resolve_source(config), config, run_dir)
+
+    def input_channels(self, data: ClassificationData) -> int:
+        return data.spec.channels
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
@@ -185,7 +262,9 @@ class ClassifyTask(Task):
             metrics[split] = split_metrics(y_true, logits, data.class_names)
             write_confusion_matrix(y_true, logits.argmax(axis=1), data.class_names,
                                    run_dir / f"confusion_matrix_{split}", f"{config.model}: {split}")
-        (run_dir / "metrics.json").write_text(json.dumps({"class_names": data.class_names, **metrics}, indent=2))
+        inputs = {"channels": data.spec.channels, "amplitude_stats": data.spec.amplitude_stats}
+        (run_dir / "metrics.json").write_text(json.dumps({"class_names": data.class_names, "inputs": inputs,
+                                                          **metrics}, indent=2))
         return metrics
 
     def final_scalars(self, metrics: dict) -> dict[str, float]:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from datasets.pipeline import for_model
+from datasets.pipeline import for_model, picture
 from explain.cam import gradcam_with_logits
 from explain.overlay import overlay
 from models.metrics import ConfusionMatrixAccuracy
@@ -117,7 +117,8 @@ def confusion_image(matrix: np.ndarray, class_names: Sequence[str], cell: int = 
 
 
 class GradCamImages(SummaryCallback):
-    """Grad-CAM overlays of fixed validation images every ``freq`` epochs.
+    """Grad-CAM overlays of fixed validation images every ``freq`` epochs (seismic patches on a
+    grey variable-density display, :func:`datasets.pipeline.picture`).
 
     One tag per image and input (``gradcam/<input>/<nn>_<true class>``), so TensorBoard's
     step slider shows how the evidence moves during training; the true and predicted class
@@ -150,7 +151,7 @@ class GradCamImages(SummaryCallback):
             annotated = []
             for i, heatmap in enumerate(heatmaps):
                 predicted = int(probabilities[i].argmax())
-                annotated.append(_annotate(overlay(self.images[name][i].astype(np.uint8), heatmap),
+                annotated.append(_annotate(overlay(picture(self.images[name][i]), heatmap),
                                            self.class_names[self.labels[i]], self.class_names[predicted],
                                            probabilities[i, predicted]))
             pictures[name] = np.stack(annotated)
