@@ -3,6 +3,7 @@ end to end on tiny settings."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,3 +68,41 @@ def test_compare_encoders_end_to_end(segmentation_run, tmp_path):
 def test_compare_encoders_refuses_an_unknown_stage_before_training(segmentation_run, tmp_path, capsys):
     assert run_experiment(EXPERIMENTS["salt-encoders"], ["--out", str(tmp_path / "cmp"), "--segmentation", str(segmentation_run), "--stages", "stage9_out"]) == 2
     assert "stage9_out" in capsys.readouterr().err and not (tmp_path / "cmp" / "from_scratch.keras").exists()
+
+
+@pytest.fixture(scope="module")
+def facies(tmp_path_factory):
+    """24 synthetic facies patches, 40 px: six of each of the four classes."""
+    return write_dataset("seismic_facies", tmp_path_factory.mktemp("facies"), n=24, seed=0, size=40).parent
+
+
+def test_compare_encoders_takes_seismic_facies_patches(segmentation_run, facies, tmp_path):
+    out = tmp_path / "cmp"
+    assert run_experiment(EXPERIMENTS["salt-encoders"], [
+        "--out", str(out), "--segmentation", str(segmentation_run), "--encoder-width", "8", "--patches", str(facies),
+        "--classifier-epochs", "1", "--steps", "2", "--am-images", "1", "--ni-images", "4", "--stages",
+        "stem_out,stage4_out"]) == 0
+    classes = ("chaotic", "fault", "horizon", "salt_dome")
+    assert {f"am_{name}.png" for name in classes} | {"inversion_3.png"} <= {p.name for p in out.iterdir()}
+    table = pd.read_csv(out / "compare_encoders.csv")
+    assert len(table) == 3 * 2 * 4  # three models, two stages, one patch of each class
+    classifier = keras.saving.load_model(out / "from_scratch.keras")
+    assert classifier.outputs[0].shape[-1] == 4 and classifier.inputs[0].shape[1:] == (32, 32, 1)
+    assert "Seismic facies patches of" in (out / "compare_encoders.md").read_text()
+
+
+def test_resnet34_classifier_starts_from_a_salt_run_and_fine_tunes_the_encoder_slower(segmentation_run, facies,
+                                                                                        tmp_path, capsys):
+    from training.run import main
+
+    assert main(["--data", str(facies), "--preset", "salt-encoder", "--weights", str(segmentation_run),
+                 "--encoder-width", "8", "--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "1",
+                 "--batch-size", "8", "--logdir", str(tmp_path), "--run-name", "r", "--tb-gradcam-freq", "0",
+                 "--tb-histogram-freq", "0"]) == 0
+    out = capsys.readouterr().out
+    classifier = build_resnet34_classifier(4, (32, 32, 1), encoder_width=8)
+    copied = encoder_layers(classifier)
+    assert f"Started from {segmentation_run / 'model.keras'}: {len(copied)} layers copied, head_dense, logits " \
+           "initialised afresh" in out
+    convolutions = [n for n in copied if not isinstance(classifier.get_layer(n), keras.layers.BatchNormalization)]
+    assert f"Fine-tuning the top {len(convolutions)} backbone layers at lr=0.0002" in out  # batch norms stay frozen

@@ -71,7 +71,8 @@ def test_wrong_flag_type_is_an_argparse_error(capsys):
     (["--task", "classify", "--loss", "dice"], "--loss belongs to --task segment, not --task classify"),
     (["--task", "segment", "--target-column", "uts"], "--target-column belongs to --task regress, not --task segment"),
     (["--task", "regress", "--mirror-pairs", "cw:ccw"], "--mirror-pairs belongs to --task classify or detect"),
-    (["--task", "classify", "--preset", "sem-study"], r"preset='sem-study': --task classify has no presets"),
+    (["--task", "detect", "--preset", "sem-study"], r"preset='sem-study': --task detect has no presets"),
+    (["--task", "classify", "--preset", "sem-study"], r"--task classify has the presets \['salt-encoder'\]"),
 ])
 def test_an_option_of_another_task_is_refused_naming_its_task(argv, message):
     """Break tried: the check of foreign options removed; the flag is then dropped without a

@@ -223,8 +223,8 @@ class ClassifyTask(Task):
         "the salt thesis's patch classifier started from a segmentation run's encoder (pass --weights RUN, a "
         "--task segment run of the same --encoder-width): the head learns alone with the encoder frozen, then "
         "every layer at a tenth of the learning rate",
-        {"model": "resnet34_classifier", "train_backbone": False, "fine_tune_layers": 1000, "fine_tune_epochs": 10,
-         "fine_tune_lr": 2e-4})}
+        {"model": "resnet34_classifier", "input_kind": "seismic", "train_backbone": False, "fine_tune_layers": 1000,
+         "fine_tune_epochs": 10, "fine_tune_lr": 2e-4})}
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> ClassificationData:
         return prepare_classification_data(self.resolve_source(config), config, run_dir)
