@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.images import UnreadableImageError, read_each
+from datasets.pipeline import read_source
 from datasets.seismic import add_segy_arguments, finite_samples, headers_from, read_section
 from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from datasets.tables import DataError, list_images, read_listed, write_bad_files, write_csv
@@ -144,7 +145,8 @@ def tiled_main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     rows, bad = [], []
-    read = partial(read_listed, min_size=loaded.spec.min_source_size)  # smaller than a tile: mirror-padded
+    read = partial(read_listed, min_size=loaded.spec.min_source_size,  # smaller than a tile: mirror-padded
+                   read=partial(read_source, spec=loaded.spec))
     for row, image in read_each(table.itertuples(index=False), bad, read=read):
         stem = f"{len(rows):05d}_{Path(row.path).stem}"
         print(f"[{len(rows) + len(bad) + 1}/{len(table)}] {row.path} ({image.shape[1]}x{image.shape[0]} px)", flush=True)

@@ -28,7 +28,7 @@ import matplotlib
 import numpy as np
 
 from datasets.images import write_image
-from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.pipeline import for_model, model_inputs, picture, stack_inputs
 from datasets.tiles import TileBlender, tile_batches, tile_origins
 from explain import DEFAULT_LAYER, METHODS
 from explain.cam import gradcam_with_logits
@@ -73,7 +73,8 @@ class TiledExplanation:
 def explain_tiled(loaded: LoadedModel, image: np.ndarray, methods: list[str], tile: int | None = None,
                   stride: int | None = None, target: int | None = None, layer: str = DEFAULT_LAYER,
                   batch_size: int = 8, progress: bool = False) -> TiledExplanation:
-    """Classifies and explains an RGB uint8 (H, W, 3) image tile by tile; see the module docstring.
+    """Classifies and explains an RGB uint8 (H, W, 3) image, or a seismic section's amplitudes
+    (H, W, 1), tile by tile; see the module docstring.
 
     Args:
         tile: tile side in source pixels (default: the model's input side).
@@ -134,8 +135,10 @@ def write_tiled(out: Path, stem: str, image: np.ndarray, result: TiledExplanatio
     ``classes/<stem>_probabilities.npy`` the (H, W, classes) probabilities (float16),
     ``classes/<stem>_<class>.png`` each class's probability over the image, and per method
     ``<method>/<stem>.png`` the full-resolution overlay and ``<method>/<stem>.npy`` the map (float16).
+    A seismic image is shown as an amplitude section (:func:`datasets.pipeline.picture`).
     """
     classes = out / "classes"
+    image = picture(image)
     write_image(classes / f"{stem}.png", class_map_picture(image, result.class_map, class_names))
     np.save(classes / f"{stem}_probabilities.npy", result.probabilities.astype(np.float16))
     for k, name in enumerate(class_names):

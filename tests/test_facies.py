@@ -221,3 +221,41 @@ def test_the_audit_finds_a_facies_classifier_reading_noisy_traces(facies_shortcu
     report = json.loads((tmp_path / "audit.json").read_text())
     assert report["verdicts"]["all"]["relies_on_shortcut"], report["verdicts"]["all"]["verdict"]
     assert (tmp_path / "examples" / f"{TWO_CLASSES[0]}_1.png").is_file()
+
+
+def test_a_seismic_section_is_classified_tile_by_tile(facies_shortcut_run, tmp_path):
+    """Two patches side by side as one .npy section: each half is classified as its patch alone is."""
+    from explain.run import main as explain_main
+
+    run, data, _ = facies_shortcut_run
+    halves = [read_patch(next((data / label).iterdir()))[..., 0] for label in TWO_CLASSES]
+    np.save(tmp_path / "section.npy", np.concatenate(halves, axis=1))
+    assert explain_main(["--model", str(run), "--images", str(tmp_path / "section.npy"), "--tile", str(SIZE),
+                         "--stride", str(SIZE), "--out", str(tmp_path / "out"), "--methods", "gradcam"]) == 0
+    probabilities = np.load(tmp_path / "out" / "classes" / "00000_section_probabilities.npy").astype(np.float32)
+    assert probabilities.shape == (SIZE, 2 * SIZE, 2)
+    loaded = load_model(run)
+    alone = [loaded.model.predict({name: np.stack([x]) for name, x in zip(loaded.spec.input_names, load_example(
+        str(path), np.full(4, np.nan, np.float32), loaded.spec))}, verbose=0)[0].argmax()
+        for path in (next((data / label).iterdir()) for label in TWO_CLASSES)]
+    assert [int(probabilities[:, :SIZE].mean((0, 1)).argmax()), int(probabilities[:, SIZE:].mean((0, 1)).argmax())] \
+        == alone
+    shown = cv2.imread(str(tmp_path / "out" / "gradcam" / "00000_section.png"))
+    assert shown.shape == (SIZE, 2 * SIZE, 3)
+
+
+def test_feature_visualisation_reads_a_facies_patch_whole_as_the_classifier_does(facies_shortcut_run, tmp_path):
+    """Inversion of a patch classifier starts from the whole patch (resized, z-scored), not from the centre patch a
+    segmentation model would take."""
+    from explain.featurevis.__main__ import main as featurevis_main
+
+    run, _, _ = facies_shortcut_run
+    patch = tmp_path / "twice_the_input.npy"
+    np.save(patch, _ramp(2 * SIZE, 2 * SIZE))
+    assert featurevis_main(["--model", str(run), "--out", str(tmp_path), "--classes", "all", "--invert", str(patch),
+                            "--invert-layers", "features", "--steps", "4"]) == 0
+    inversion = np.load(tmp_path / "inversion.npz")
+    loaded = load_model(run)
+    original = load_example(str(patch), np.full(4, np.nan, np.float32), loaded.spec)[0]
+    assert any(np.allclose(inversion[key], original, atol=1e-5) for key in inversion.files), inversion.files
+    assert (tmp_path / "am_classes.png").is_file()

@@ -24,8 +24,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from datasets.images import UnreadableImageError, read_image
-from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.images import UnreadableImageError
+from datasets.pipeline import for_model, load_example, stack_inputs
 from datasets.seismic import finite_samples, read_section, section_patches
 from explain import LayerError
 from explain.featurevis import (PARAMETRIZATIONS, Objective, Range, Transforms, VisualizeError,
@@ -157,17 +157,19 @@ def value_range(text: str | None, model: keras.Model) -> Range:
 
 
 def read_inputs(paths: list[str], loaded: LoadedModel, normalize: str) -> dict[str, np.ndarray]:
-    """The model's inputs for image files: RGB models as in training (SedNet: its local crop
-    too); one-channel models the centre patch of a section, z-scored as in training.
+    """The model's inputs for image files: a classifier's as in training (SedNet: its local crop
+    too; a seismic patch z-scored whole); a segmentation model's, the centre patch of a
+    section, z-scored as in training.
 
     Raises:
         ExplainError: a file cannot be read (the message names it).
     """
+    per_pixel = len(loaded.model.outputs[0].shape) == 4
     examples = []
     for path in paths:
         try:
             examples.append(centre_patch(finite_samples(read_section(path), path), loaded.spec.image_size, normalize)
-                            if is_seismic(loaded.model) else model_inputs(read_image(path), None, loaded.spec))
+                            if per_pixel else load_example(path, np.full(4, np.nan, np.float32), loaded.spec))
         except UnreadableImageError as err:
             raise ExplainError(f"{path} {err}") from err
     return stack_inputs(examples, loaded.spec)
