@@ -33,6 +33,7 @@ class FusionSample:
     mwr: np.ndarray  # float32 (H/s, W/s, K)
     truth: np.ndarray  # bool (H, W)
     split: str | None = None
+    valid: np.ndarray | None = None  # bool (H, W): pixels with a truth (not land, not no-data); None: all
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:

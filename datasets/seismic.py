@@ -37,6 +37,7 @@ class LabelledSection:
     amplitude: np.ndarray  # float32 (H, W), NaN and infinite samples set to 0
     salt: np.ndarray  # bool (H, W)
     split: str
+    valid = None  # every pixel of a section has its truth
 
     @property
     def truth(self) -> np.ndarray:

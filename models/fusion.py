@@ -47,8 +47,8 @@ def atrous_group(x, rate: int, components: int, width: int, dropout: float):
 
 
 def build_fusion_aspp(num_classes: int = 1, input_shape=(96, 96, SAR_CHANNELS), weights=None, *,
-                      mwr_scale: int = 8, fusion_size: str = "small", width: int = 32,
-                      dropout: float = 0.1) -> keras.Model:
+                      mwr_scale: int = 8, mwr_channels: int = MWR_CHANNELS, fusion_size: str = "small",
+                      width: int = 32, dropout: float = 0.1) -> keras.Model:
     """The fusion network; outputs ``num_classes`` logits per SAR pixel.
 
     Args:
@@ -56,6 +56,7 @@ def build_fusion_aspp(num_classes: int = 1, input_shape=(96, 96, SAR_CHANNELS), 
         input_shape: (H, W, C) of the SAR input; H and W must be multiples of ``mwr_scale``.
         weights: None, or a path to a weights file (there are no pretrained weights).
         mwr_scale: SAR pixels per radiometer pixel along each side.
+        mwr_channels: radiometer channels (AMSR2's 14 by default).
         fusion_size: ``small`` (14 components per group) or ``large`` (28 in Scales 2-16).
         width: filters of the SAR branch's convolutions.
         dropout: dropout rate inside the atrous branches.
@@ -70,7 +71,7 @@ def build_fusion_aspp(num_classes: int = 1, input_shape=(96, 96, SAR_CHANNELS), 
         raise ValueError(f"The SAR input {height} x {width_px} is not a multiple of mwr_scale={mwr_scale}.")
     components = SIZES[fusion_size]
     sar = keras.Input((height, width_px, channels), name="sar")
-    mwr = keras.Input((height // mwr_scale, width_px // mwr_scale, MWR_CHANNELS), name="mwr")
+    mwr = keras.Input((height // mwr_scale, width_px // mwr_scale, mwr_channels), name="mwr")
     x = layers.Conv2D(width, 3, padding="same", activation="relu", name="sar_conv1")(sar)
     scale0 = layers.Conv2D(components[0], 3, padding="same", name="scale0")(x)
     trunk = layers.BatchNormalization(momentum=0.9, name="sar_bn")(layers.ReLU(name="sar_relu")(scale0))

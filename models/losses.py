@@ -165,3 +165,35 @@ SEGMENTATION_LOSSES: dict[str, Callable] = {
     "bce": bce, "contour": contour, "dice": dice, "focal": focal, "hausdorff": hausdorff, "jaccard": jaccard,
     "kl": kl, "lovasz": lovasz, "mse": mse, "wing": wing, "bce+dice": bce_dice,
 }
+
+INVALID_LOGIT = -30.0  # a sure "no": sigmoid 1e-13
+
+
+@_serializable
+class IgnoringInvalid(keras.losses.Loss):
+    """A registered loss, by name, that leaves out the invalid pixels of a target (land and
+    no-data of a sea-ice scene).
+
+    A target of two channels carries (truth, valid). Before the loss sees them, each invalid
+    pixel becomes a sure, right "no" (target 0, logit ``INVALID_LOGIT``): it adds nothing to a
+    region loss's sums (Dice, Jaccard, Lovasz), 1e-13 to a per-pixel one, and passes no
+    gradient. Per-pixel losses still average over every pixel, so a patch half land weighs
+    half. A one-channel target (salt) passes unchanged.
+    """
+
+    def __init__(self, loss: str = "bce+dice", name: str | None = None, **kwargs):
+        super().__init__(name=name or f"{loss.replace('+', '_')}_on_valid_pixels", **kwargs)
+        self.loss = loss
+
+    @property
+    def function(self) -> Callable:
+        return SEGMENTATION_LOSSES[self.loss]
+
+    def call(self, y_true, logits):
+        if y_true.shape[-1] != 2:
+            return self.function(y_true, logits)
+        truth, valid = y_true[..., :1], ops.cast(y_true[..., 1:], logits.dtype)
+        return self.function(truth * valid, ops.where(valid > 0, logits, ops.full_like(logits, INVALID_LOGIT)))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "loss": self.loss}

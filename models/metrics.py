@@ -34,3 +34,14 @@ class ConfusionMatrixAccuracy(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="geoxai")
+class ValidPixelIoU(keras.metrics.BinaryIoU):
+    """Keras' ``BinaryIoU`` of the first target channel, over the pixels the second marks valid
+    when there is one (a sea-ice target's land and no-data left out)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if y_true.shape[-1] == 2:
+            y_true, sample_weight = y_true[..., :1], keras.ops.cast(y_true[..., 1:] > 0.5, self.dtype)
+        return super().update_state(y_true, y_pred, sample_weight)

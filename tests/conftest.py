@@ -21,7 +21,7 @@ TINY = ["--epochs", "2", "--image-size", "32", "--local-size", "16", "--batch-si
 # Fixtures that train a model or run a training process: a test using one is slow by definition.
 TRAINING_FIXTURES = {"sednet_run", "shortcut_only", "shortcut_free", "trained", "segmentation_run", "detector_run",
                      "trained_cnn", "trained_sednet", "explained", "fusion_run", "segment_run",
-                     "interrupted_and_resumed", "tensorboard_server", "regress_run", "facies_shortcut_run"}
+                     "interrupted_and_resumed", "tensorboard_server", "regress_run", "facies_shortcut_run", "scene_run"}
 
 
 def pytest_collection_modifyitems(items):

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from datasets.ai4arctic import write_scene
 from datasets.images import read_image, write_image
 from datasets.seismic import section_image, write_segy
 from datasets.synthetic import (sea_ice, seismic_facies, seismic_salt, sem_crystals, sigma_clasts, textures,
@@ -147,6 +148,7 @@ def _write_sea_ice(rng, size, label, stem, out: Path, options) -> list[dict]:
         (out / source).mkdir(parents=True, exist_ok=True)
         np.save(out / paths[source], getattr(scene, source))
     write_image(out / paths["mask"], scene.ice.astype(np.uint8) * 255)
+    write_scene(out / "scenes" / f"{stem}.nc", scene.sar, scene.mwr, np.where(scene.ice, 10, 0))
     return [dict(**paths, label=label, wind=round(scene.wind, 3), ice_roughness=round(scene.ice_roughness, 3),
                  ice_fraction=round(float(scene.ice.mean()), 3))]
 
@@ -248,7 +250,7 @@ register("seismic_facies", SyntheticSet(
 register("sea_ice", SyntheticSet(
     "sea-ice scenes from two sensors: SAR (HH, HV) at full resolution, where rough open water can be as bright as "
     "ice, and a 14-channel radiometer at 1/mwr_scale resolution with clear ice/water contrast; exact ice masks; "
-    "--size is the SAR side in pixels",
+    ".npy arrays and, under scenes/, the same scenes as AI4Arctic NetCDF files; --size is the SAR side in pixels",
     ("ice",), (), _write_sea_ice,
     (Option("mwr_scale", int, 8, "SAR pixels per radiometer pixel along a side (must divide --size)",
             bounds=(1, 64)),),

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from datasets.ai4arctic import AMSR2_VARIABLES, SAR_VARIABLES
 from datasets.images import write_image
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, SegyHeaders, load_labelled_sections,
                               read_section_manifest, section_image, section_patches, split_sections)
@@ -33,7 +34,8 @@ from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
 from models.fusion import SIZES as FUSION_SIZES
-from models.losses import SEGMENTATION_LOSSES
+from models.losses import SEGMENTATION_LOSSES, IgnoringInvalid
+from models.metrics import ValidPixelIoU
 from training import summaries as tb
 from training.config import Preset, TaskOptions, TrainConfig, option
 from training.tasks.segment.inference import predict_batches
@@ -210,7 +212,7 @@ class SectionScores(tb.SummaryCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = self.data.predict(self.model, self.items, self.batch_size)
-        scores = grouped_scores([(item.truth, p > 0.5) for item, p in zip(self.items, probabilities)])
+        scores = grouped_scores([(item.truth, p > 0.5, item.valid) for item, p in zip(self.items, probabilities)])
         if logs is not None:
             logs.update({f"val_{name}": scores[name] for name in (*SCORES, *GROUP_SCORES)
                          if not np.isnan(scores[name])})
@@ -243,9 +245,28 @@ class SegmentOptions(TaskOptions):
                                   "standard, e.g. 21 in older surveys)")
     fusion_size: str = option("small", "fusion_aspp: small (14 components in every group of the mixing layer) or "
                                        "large (28 in the atrous Scales 2-16)", choices=FUSION_SIZES)
+    patch_cells: int = option(10, "NetCDF sea-ice scenes: side of the training patches in radiometer cells (10 cells "
+                                  "of AI4Arctic's 2 km are 250 SAR pixels)")
+    ice_threshold: int = option(2, "NetCDF sea-ice scenes: ice where the chart's SIC is at least this many tenths "
+                                   "(2: 20 per cent, the first class above the 15 per cent ice edge)")
+    sar_variables: str = option(",".join(SAR_VARIABLES), "NetCDF sea-ice scenes: the SAR variables fed to the model, "
+                                                         "comma-separated (default HH and HV)")
+    mwr_variables: str = option("amsr2", "NetCDF sea-ice scenes: the coarse-grid variables fed to the model, "
+                                         "comma-separated; amsr2 is all 14 AMSR2 brightness temperatures")
+
+    def sar_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.sar_variables.split(",") if name.strip())
+
+    def mwr_names(self) -> tuple[str, ...]:
+        if self.mwr_variables.strip() == "amsr2":
+            return AMSR2_VARIABLES
+        return tuple(name.strip() for name in self.mwr_variables.split(",") if name.strip())
 
     def value_problems(self) -> list[str]:
         problems = [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
+        problems += [f"ice_threshold={self.ice_threshold} must be 1..10 (tenths of concentration)"
+                     ] if not 1 <= self.ice_threshold <= 10 else []
+        problems += [f"patch_cells={self.patch_cells} must be >= 1"] if self.patch_cells < 1 else []
         return problems + [f"{name}={getattr(self, name)} must be a trace-header byte in 1..237"
                            for name in ("iline_byte", "xline_byte") if not 1 <= getattr(self, name) <= 237]
 
@@ -255,7 +276,8 @@ class SegmentTask(Task):
     description = ("per-pixel masks: salt bodies in 2D seismic sections (U-Net-ResNet34, eleven losses, patches "
                    "stitched back; data a manifest section,mask[,split][,inline][,crossline] of SEG-Y/.npy/PNG/TIFF "
                    "sections, or a folder of images/ and masks/ as the TGS salt set), or sea ice from SAR and a coarse "
-                   "radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy arrays)")
+                   "radiometer (fusion_aspp; data a manifest sar,mwr,mask[,split] of .npy arrays, or a folder of AI4Arctic "
+                   "NetCDF scenes, land and no-data left out)")
     defaults = {"model": "unet_resnet34", "data": "synthetic:seismic_salt", "synthetic_n": 40, "synthetic_size": 128,
                 "epochs": 12, "batch_size": 16, "lr": 1e-3, "tb_histogram_freq": 0, "tb_gradcam_images": 2}
     strategies = ("auto", "default", "mirrored", "multiworker")
@@ -287,8 +309,8 @@ class SegmentTask(Task):
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
-        model.compile(optimizer=optimizer, loss=SEGMENTATION_LOSSES[config.options.loss],
-                      metrics=[keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
+        model.compile(optimizer=optimizer, loss=IgnoringInvalid(config.options.loss),
+                      metrics=[ValidPixelIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
                       jit_compile=jit)
 
     def epoch_metrics(self, config: TrainConfig, run_dir: Path, data: SegmentData) -> list:
@@ -303,7 +325,7 @@ class SegmentTask(Task):
             items = data.items(split)
             per_item, pairs = {}, []
             for item, probability in zip(items, data.predict(model, items, config.batch_size)):
-                pairs.append((item.truth, probability > 0.5))
+                pairs.append((item.truth, probability > 0.5, item.valid))
                 per_item[item.name] = {**mask_scores(*pairs[-1]), "salt": bool(item.truth.any()),
                                        "predicted_salt": bool(pairs[-1][1].any())}
                 if split == "test":

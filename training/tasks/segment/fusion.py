@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from datasets.ai4arctic import is_scene_folder, open_scene, scene_files, scene_windows
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
+from datasets.images import read_each
 from datasets.seismic import split_sections
 from datasets.tables import SPLITS, DataError, write_bad_files
 from models import MODELS
@@ -31,7 +33,9 @@ from training.tasks.segment.panels import error_panel, gray, strip
 if TYPE_CHECKING:
     from training.config import TrainConfig
 
-PREVIEW_CHANNEL = 6  # the radiometer's 18.7 GHz H channel in the synthetic set's order
+PREVIEW_CHANNEL = 6  # the radiometer's 18.7 GHz H channel in the synthetic set's order (and AI4Arctic's)
+INVALID_COLOUR = (90, 20, 20)
+MIN_VALID_SHARE = 0.5  # a scene patch with less of its pixels valid (not land, not no data) is not used
 
 
 def is_fusion_model(model: str) -> bool:
@@ -47,7 +51,7 @@ class FusionData:
     class_names: list[str] = field(default_factory=lambda: ["ice"])
 
     picture_legend = ("SAR HH, radiometer (one channel, upsampled), true ice, predicted probability, error "
-                      "(blue: missed ice, red: false ice)")
+                      "(blue: missed ice, red: false ice; dark red: land or no data, not scored)")
 
     def items(self, split: str) -> list[FusionSample]:
         return [s for s in self.samples if s.split == split]
@@ -57,15 +61,19 @@ class FusionData:
         return self.samples[0].sar.shape[0] // self.samples[0].mwr.shape[0]
 
     def model_options(self, config: TrainConfig) -> dict:
-        return {"input_shape": self.samples[0].sar.shape, "mwr_scale": self.mwr_scale}
+        return {"input_shape": self.samples[0].sar.shape, "mwr_scale": self.mwr_scale,
+                "mwr_channels": self.samples[0].mwr.shape[-1]}
 
     def settings(self, config: TrainConfig) -> dict:
         sample = self.samples[0]
         return {"sar_shape": list(sample.sar.shape), "mwr_shape": list(sample.mwr.shape), "mwr_scale": self.mwr_scale}
 
     def arrays(self, items: list[FusionSample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The stacked inputs and (N, H, W, 1) float32 masks of ``items``."""
-        return stack_sources(items), np.stack([s.truth for s in items])[..., None].astype(np.float32)
+        """The stacked inputs and the targets of ``items``: (N, H, W, 1) float32 masks, or (N, H, W,
+        2) masks and valid pixels when some pixels have no truth (``models.losses.IgnoringInvalid``)."""
+        targets = [s.truth if s.valid is None else np.stack([s.truth, s.valid], axis=-1) for s in items]
+        targets = np.stack([t if t.ndim == 3 else t[..., None] for t in targets]).astype(np.float32)
+        return stack_sources(items), targets
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
         """Batches of ({sar, mwr}, mask); training shuffles and flips (both axes)."""
@@ -99,12 +107,15 @@ def _flip(inputs, mask, seed: int):
 
 
 def fusion_picture(sample: FusionSample, probability: np.ndarray) -> np.ndarray:
-    """SAR HH, one radiometer channel upsampled, truth, probability and error side by side (RGB uint8)."""
+    """SAR HH, one radiometer channel upsampled, truth, probability and error side by side (RGB
+    uint8); pixels without truth (land, no data) are dark red on the truth and error panels."""
     rows, cols = sample.sar.shape[:2]
     channel = sample.mwr[..., min(PREVIEW_CHANNEL, sample.mwr.shape[-1] - 1)]
     radiometer = cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_NEAREST)
-    return strip([_stretch(sample.sar[..., 0]), _stretch(radiometer), gray(sample.truth.astype(np.float32)),
-                  gray(probability), error_panel(sample.truth, probability > 0.5)])
+    truth, error = gray(sample.truth.astype(np.float32)), error_panel(sample.truth, probability > 0.5)
+    if sample.valid is not None:
+        truth[~sample.valid] = error[~sample.valid] = INVALID_COLOUR
+    return strip([_stretch(sample.sar[..., 0]), _stretch(radiometer), truth, gray(probability), error])
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -119,6 +130,8 @@ def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> Fus
         DataError: no usable manifest, fewer than three usable labelled scenes, or a bad split
             column.
     """
+    if is_scene_folder(source):
+        return prepare_scene_data(source, config, run_dir)
     table = read_fusion_manifest(source)
     bad: list[dict] = []
     samples = load_fusion_samples(table, bad)
@@ -134,4 +147,44 @@ def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> Fus
     print(f"{len(samples)} labelled scenes; split {counts}; SAR {first.sar.shape[0]} x {first.sar.shape[1]} x "
           f"{first.sar.shape[2]}, radiometer {first.mwr.shape[0]} x {first.mwr.shape[1]} x {first.mwr.shape[2]} "
           f"(1/{first.sar.shape[0] // first.mwr.shape[0]} resolution)", flush=True)
+    return FusionData(samples)
+
+
+def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> FusionData:
+    """AI4Arctic NetCDF scenes (:mod:`datasets.ai4arctic`): each opened lazily and checked (a bad
+    one goes to ``bad_files.csv`` and the run goes on), split as wholes, and cut into patches of
+    ``--patch-cells`` coarse cells with at least half their pixels valid; land and no-data
+    pixels are marked invalid, so that no loss or score counts them.
+
+    Raises:
+        DataError: fewer than three usable scenes, or a split left without a patch.
+    """
+    options = config.options
+    bad: list[dict] = []
+    scenes = [scene for _, scene in read_each(scene_files(source), bad, path_of=str,
+                                              read=lambda path: open_scene(path, options.sar_names(),
+                                                                           options.mwr_names()))]
+    ratios = {scene.ratio for scene in scenes}
+    if len(ratios) > 1:
+        first = scenes[0].ratio
+        bad += [{"path": str(s.path), "reason": f"its grids differ by {s.ratio} SAR pixels a cell, the first scene's "
+                                                f"by {first}; every scene needs one ratio"} for s in scenes if s.ratio != first]
+        scenes = [s for s in scenes if s.ratio == first]
+    print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
+    splits = split_sections([None] * len(scenes), config.split_fractions(), config.seed)
+    rng = np.random.default_rng(config.seed)
+    samples = []
+    for scene, split in zip(scenes, splits):
+        samples += [FusionSample(name, sar, mwr, ice, split, valid) for name, sar, mwr, ice, valid in
+                    scene_windows(scene, options.patch_cells, options.ice_threshold, MIN_VALID_SHARE, rng)]
+        scene.close()
+    pd.DataFrame({"scene": [str(s.path) for s in scenes], "split": splits}).to_csv(run_dir / "split.csv", index=False)
+    counts = {split: sum(s.split == split for s in samples) for split in SPLITS}
+    if not all(counts.values()):
+        raise DataError(f"The scenes of {source} give no patch of {options.patch_cells} cells with at least "
+                        f"{MIN_VALID_SHARE:.0%} valid pixels to the {'/'.join(k for k, v in counts.items() if not v)} "
+                        "split(s); lower --patch-cells or add scenes.")
+    valid = np.mean([s.valid.mean() for s in samples])
+    print(f"{len(scenes)} scenes, {len(samples)} patches of {samples[0].sar.shape[0]} px (split {counts}); "
+          f"{valid:.0%} of their pixels valid, the rest land or no data and left out of losses and scores", flush=True)
     return FusionData(samples)

@@ -8,12 +8,17 @@ salt pixel with a non-salt pixel among its eight neighbours (the image's own edg
 boundary). Interior pixels, which every reasonable model gets right, do not count, so PS
 falls with misplaced, ragged or missing boundaries where Dice hardly moves. Two empty masks
 score 1 on every measure; where neither mask has a boundary, PS is the whole masks' Dice.
+
+Where some pixels have no truth (a sea-ice scene's land and no-data; ``valid`` False), every
+score counts the valid pixels only, and the edge of the invalid area is no boundary, as the
+image's own edge is not: a scene half land scores what its valid half scores alone.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 BAND_WIDTH = 3
 
@@ -56,11 +61,29 @@ def perimetric_similarity(truth: np.ndarray, predicted: np.ndarray, width: int =
     return dice(truth & band, predicted & band)
 
 
-def mask_scores(truth: np.ndarray, predicted: np.ndarray, width: int = BAND_WIDTH) -> dict[str, float]:
-    """Dice, IoU and PS of one boolean mask against the truth."""
+def mask_scores(truth: np.ndarray, predicted: np.ndarray, valid: np.ndarray | None = None,
+                width: int = BAND_WIDTH) -> dict[str, float]:
+    """Dice, IoU and PS of one boolean mask against the truth, over the ``valid`` pixels (all
+    when None)."""
     truth, predicted = truth.astype(bool), predicted.astype(bool)
-    return {"dice": dice(truth, predicted), "iou": iou(truth, predicted),
-            "ps": perimetric_similarity(truth, predicted, width)}
+    if valid is None or valid.all():
+        return {"dice": dice(truth, predicted), "iou": iou(truth, predicted),
+                "ps": perimetric_similarity(truth, predicted, width)}
+    valid = valid.astype(bool)
+    band = (boundary_band(nearest_valid(truth, valid), width) | boundary_band(nearest_valid(predicted, valid), width))
+    band &= valid
+    truth, predicted = truth & valid, predicted & valid
+    ps = dice(truth & band, predicted & band) if band.any() else dice(truth, predicted)
+    return {"dice": dice(truth, predicted), "iou": iou(truth, predicted), "ps": ps}
+
+
+def nearest_valid(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``mask`` with each invalid pixel taking its nearest valid pixel's value, so that the edge of
+    the invalid area makes no boundary (as the image edge makes none, by replication)."""
+    if not valid.any():
+        return np.zeros_like(mask)
+    indices = distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return mask[tuple(indices)]
 
 
 IOU_THRESHOLDS = np.arange(0.5, 0.951, 0.05)
@@ -79,16 +102,20 @@ def competition_score(truth: np.ndarray, predicted: np.ndarray) -> float:
 COVER_BANDS = (0.1, 0.3, 0.7, 1.0)  # upper edges of the bearing masks' cover bands: (0, 10 %], (10, 30 %], ...
 
 
-def grouped_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Scores of many (truth, predicted) masks with the bearing ones (salt or ice in the truth)
-    and the empty ones apart, since a mean over both hides either: Dice, IoU and PS over all and
-    over the bearing ones (``bearing_*``); the share of empty ones predicted empty
+def grouped_scores(pairs: list[tuple[np.ndarray, ...]]) -> dict:
+    """Scores of many (truth, predicted[, valid]) masks with the bearing ones (salt or ice in the
+    truth) and the empty ones apart, since a mean over both hides either: Dice, IoU and PS over
+    all and over the bearing ones (``bearing_*``); the share of empty ones predicted empty
     (``empty_right``); the competition score over all; and the bearing ones' Dice by how much of
     the mask they cover (``bearing_dice_by_cover``: band -> Dice and count), since a small body
-    at a patch's edge scores far below a large one. A group with no member scores NaN."""
-    scores = [mask_scores(truth, predicted) for truth, predicted in pairs]
+    at a patch's edge scores far below a large one. A group with no member scores NaN. With
+    ``valid``, only its pixels count (:func:`mask_scores`)."""
+    scores = [mask_scores(*pair) for pair in pairs]
+    valid = [pair[2].astype(bool) if len(pair) > 2 and pair[2] is not None else np.ones(pair[0].shape, bool)
+             for pair in pairs]
+    pairs = [(truth.astype(bool) & v, predicted.astype(bool) & v) for (truth, predicted, *_), v in zip(pairs, valid)]
     bearing = [s for s, (truth, _) in zip(scores, pairs) if truth.any()]
-    covers = np.array([truth.mean() for truth, _ in pairs if truth.any()])
+    covers = np.array([truth.sum() / max(v.sum(), 1) for (truth, _), v in zip(pairs, valid) if truth.any()])
     free = [not predicted.any() for truth, predicted in pairs if not truth.any()]
 
     def mean(values) -> float:

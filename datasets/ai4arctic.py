@@ -1,0 +1,179 @@
+"""Sea-ice scenes as the AI4Arctic ready-to-train NetCDF files publish them, read lazily.
+
+One file per Sentinel-1 scene (the AI4Arctic Sea Ice Challenge data set, built on ASIP/ASID;
+names as in the challenge's starter kit, github.com/astokholm/AI4ArcticSeaIceChallenge
+``utils.py`` and ``loaders.py``, and torchgeo's copy of the layout):
+
+- on the SAR grid (dimensions ``sar_lines`` x ``sar_samples``, 80 m pixels): the SAR
+  backscatter ``nersc_sar_primary`` (HH) and ``nersc_sar_secondary`` (HV), normalised, NaN
+  where the scene has no data; ``sar_incidenceangle``; ``distance_map`` (distance-to-land zones,
+  0 on land); and the ice chart as class codes ``SIC`` (concentration in tenths, 0-10),
+  ``SOD`` (stage of development, 0-5) and ``FLOE`` (floe size, 0-6), each 255 where the pixel
+  is land or has no chart (the challenge's ``class_fill_values``);
+- on the coarse grid (``2km_grid_lines`` x ``2km_grid_samples``, 2 km, so 25 SAR pixels a
+  side): the 14 AMSR2 brightness temperatures ``btemp_6_9h`` ... ``btemp_89_0v`` and ERA5
+  weather variables.
+
+:func:`open_scene` opens a file with xarray (netCDF4 engine: the reference implementation
+for NetCDF-4/HDF5, and the one the challenge's code uses) without loading any array; a
+:class:`Scene` cuts windows, so a patch costs its own pixels, not the scene's. Which SAR and
+AMSR2 variables feed the model is a setting; the default is the Z-score study's choice: HH,
+HV and all 14 AMSR2 channels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from datasets.images import UnreadableImageError
+
+SAR_DIMS = ("sar_lines", "sar_samples")
+COARSE_DIMS = ("2km_grid_lines", "2km_grid_samples")
+SAR_VARIABLES = ("nersc_sar_primary", "nersc_sar_secondary")
+AMSR2_VARIABLES = tuple(f"btemp_{band}{polarisation}" for band in ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
+                        for polarisation in "hv")
+CHARTS = ("SIC", "SOD", "FLOE")
+CHART_FILL = 255  # land, or no chart
+SIC_CLASSES = 11  # 0 %, 10 %, ..., 100 % in tenths
+
+
+@dataclass
+class Scene:
+    """One opened scene file: its lazy dataset, the variables chosen, and how many SAR pixels
+    make one coarse-grid pixel along a side."""
+
+    path: Path
+    dataset: object  # xarray.Dataset, lazily loaded
+    sar_variables: tuple[str, ...]
+    mwr_variables: tuple[str, ...]
+    ratio: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(self.dataset.sizes[d]) for d in SAR_DIMS)
+
+    def chart(self, name: str = "SIC") -> np.ndarray:
+        """The whole chart (uint8, the SAR grid): a chart is small beside the SAR stack."""
+        return np.asarray(self.dataset[name].values)
+
+    def window(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The SAR (size, size, C) and coarse (size/ratio, size/ratio, K) arrays of the window at
+        (row, col); ``row``, ``col`` and ``size`` are multiples of ``ratio``. NaN stays NaN."""
+        sar = self._stack(self.sar_variables, SAR_DIMS, row, col, size)
+        step = self.ratio
+        mwr = self._stack(self.mwr_variables, COARSE_DIMS, row // step, col // step, size // step)
+        return sar, mwr
+
+    def _stack(self, names: tuple[str, ...], dims: tuple[str, str], row: int, col: int, size: int) -> np.ndarray:
+        window = self.dataset[list(names)].isel({dims[0]: slice(row, row + size), dims[1]: slice(col, col + size)})
+        return np.stack([np.asarray(window[name].values, np.float32) for name in names], axis=-1)
+
+    def close(self) -> None:
+        self.dataset.close()
+
+
+def open_scene(path: str | os.PathLike, sar_variables: tuple[str, ...] = SAR_VARIABLES,
+               mwr_variables: tuple[str, ...] = AMSR2_VARIABLES) -> Scene:
+    """Opens and checks one scene file without reading its arrays.
+
+    Raises:
+        UnreadableImageError: not a readable NetCDF file, a variable missing or on the wrong
+            grid, a chart of another size than the SAR, or a coarse grid whose sides are not the
+            SAR's divided by one whole factor; the message names the variable and the sizes.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    try:
+        dataset = xr.open_dataset(path, engine="netcdf4", cache=False)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UnreadableImageError(f"is not a readable NetCDF scene ({err})") from err
+    try:
+        _check_variables(dataset, sar_variables + ("SIC",), SAR_DIMS)
+        _check_variables(dataset, mwr_variables, COARSE_DIMS)
+        ratio = _grid_ratio(dataset)
+    except UnreadableImageError:
+        dataset.close()
+        raise
+    return Scene(path, dataset, tuple(sar_variables), tuple(mwr_variables), ratio)
+
+
+def _check_variables(dataset, names: tuple[str, ...], dims: tuple[str, str]) -> None:
+    missing = [name for name in names if name not in dataset.variables]
+    if missing:
+        raise UnreadableImageError(f"lacks the variable(s) {', '.join(missing)} (it has "
+                                   f"{', '.join(sorted(map(str, dataset.data_vars)))})")
+    for name in names:
+        if tuple(dataset[name].dims) != dims:
+            shape = " x ".join(str(n) for n in dataset[name].shape)
+            expected = " x ".join(str(dataset.sizes.get(d, "?")) for d in dims)
+            raise UnreadableImageError(f"variable {name} is {shape} on {tuple(dataset[name].dims)}, not {expected} on "
+                                       f"{dims}: a chart or input of another size than its grid")
+
+
+def _grid_ratio(dataset) -> int:
+    fine = [int(dataset.sizes[d]) for d in SAR_DIMS]
+    coarse = [int(dataset.sizes[d]) for d in COARSE_DIMS]
+    ratio = fine[0] // coarse[0] if coarse[0] else 0
+    if not ratio or [c * ratio for c in coarse] != fine:
+        raise UnreadableImageError(f"its SAR grid is {fine[0]} x {fine[1]} but its coarse grid is {coarse[0]} x "
+                                   f"{coarse[1]}: both sides must be the SAR's divided by one whole factor")
+    return ratio
+
+
+def ice_target(sic: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """The study's binary ice map from a SIC chart (ice where the concentration in tenths is at
+    least ``threshold``) and the valid pixels (neither land nor without chart)."""
+    valid = sic != CHART_FILL
+    return valid & (sic >= threshold), valid
+
+
+def is_scene_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of ``.nc`` scene files (or one ``.nc`` file)."""
+    path = Path(path)
+    return path.suffix.lower() == ".nc" or (path.is_dir() and any(path.glob("*.nc")))
+
+
+def scene_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    return [path] if path.is_file() else sorted(p for p in path.glob("*.nc") if not p.name.startswith("."))
+
+
+def scene_windows(scene: Scene, cells: int, threshold: int, min_valid: float,
+                  rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The scene's patches of ``cells`` coarse cells a side, on a grid shifted by a random whole
+    number of cells, that have at least ``min_valid`` of their pixels valid: per patch its name
+    (``STEM@row,col``), SAR and coarse arrays (no-data set to 0), ice and valid masks. Only the
+    chart is read whole; each patch reads its own window."""
+    size = cells * scene.ratio
+    ice, valid = ice_target(scene.chart("SIC"), threshold)
+    rows, cols = scene.shape
+    start_row, start_col = (int(rng.integers(cells)) * scene.ratio for _ in range(2))
+    for row in range(start_row if rows >= start_row + size else 0, rows - size + 1, size):
+        for col in range(start_col if cols >= start_col + size else 0, cols - size + 1, size):
+            window_valid = valid[row:row + size, col:col + size]
+            if window_valid.mean() < min_valid:  # mostly land or uncharted: not even read
+                continue
+            sar, mwr = scene.window(row, col, size)
+            window_valid = window_valid & np.isfinite(sar).all(axis=-1)
+            if window_valid.mean() < min_valid:
+                continue
+            yield (f"{scene.path.stem}@{row},{col}", np.nan_to_num(sar), np.nan_to_num(mwr),
+                   ice[row:row + size, col:col + size], window_valid)
+
+
+def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: np.ndarray) -> None:
+    """Writes a scene in the ready-to-train layout: ``sar`` (H, W, 2) as HH and HV, ``mwr`` (H/s,
+    W/s, 14) as the AMSR2 channels, ``sic`` (H, W) uint8 as the SIC chart (tenths, 255 masked)."""
+    import xarray as xr
+
+    variables = {name: (SAR_DIMS, sar[..., i].astype(np.float32)) for i, name in enumerate(SAR_VARIABLES)}
+    variables |= {name: (COARSE_DIMS, mwr[..., i].astype(np.float32)) for i, name in enumerate(AMSR2_VARIABLES)}
+    variables["SIC"] = (SAR_DIMS, sic.astype(np.uint8))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    xr.Dataset(variables, attrs={"pixel_spacing": 80}).to_netcdf(path, engine="netcdf4")
