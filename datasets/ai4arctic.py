@@ -39,6 +39,7 @@ AMSR2_VARIABLES = tuple(f"btemp_{band}{polarisation}" for band in ("6_9", "7_3",
                         for polarisation in "hv")
 CHARTS = ("SIC", "SOD", "FLOE")
 CHART_FILL = 255  # land, or no chart
+MIN_VALID_SHARE = 0.5  # a patch with less of its pixels valid (not land, not no data) is not used
 SIC_CLASSES = 11  # 0 %, 10 %, ..., 100 % in tenths
 
 
@@ -126,6 +127,15 @@ def _grid_ratio(dataset) -> int:
     return ratio
 
 
+def chosen_variables(sar: str, mwr: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The settings ``sar_variables`` and ``mwr_variables`` (comma-separated) as names; ``amsr2``
+    stands for the 14 AMSR2 channels."""
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(name.strip() for name in text.split(",") if name.strip())
+
+    return names(sar), AMSR2_VARIABLES if mwr.strip() == "amsr2" else names(mwr)
+
+
 def ice_target(sic: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
     """The study's binary ice map from a SIC chart (ice where the concentration in tenths is at
     least ``threshold``) and the valid pixels (neither land nor without chart)."""
@@ -144,16 +154,17 @@ def scene_files(path: str | os.PathLike) -> list[Path]:
     return [path] if path.is_file() else sorted(p for p in path.glob("*.nc") if not p.name.startswith("."))
 
 
-def scene_windows(scene: Scene, cells: int, threshold: int, min_valid: float,
-                  rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def scene_windows(scene: Scene, cells: int, threshold: int, min_valid: float = MIN_VALID_SHARE,
+                  rng: np.random.Generator | None = None
+                  ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """The scene's patches of ``cells`` coarse cells a side, on a grid shifted by a random whole
-    number of cells, that have at least ``min_valid`` of their pixels valid: per patch its name
-    (``STEM@row,col``), SAR and coarse arrays (no-data set to 0), ice and valid masks. Only the
-    chart is read whole; each patch reads its own window."""
+    number of cells (``rng``; None: from the corner), that have at least ``min_valid`` of their
+    pixels valid: per patch its name (``STEM@row,col``), SAR and coarse arrays (no-data set to
+    0), ice and valid masks. Only the chart is read whole; each patch reads its own window."""
     size = cells * scene.ratio
     ice, valid = ice_target(scene.chart("SIC"), threshold)
     rows, cols = scene.shape
-    start_row, start_col = (int(rng.integers(cells)) * scene.ratio for _ in range(2))
+    start_row, start_col = ((int(rng.integers(cells)) * scene.ratio if rng is not None else 0) for _ in range(2))
     for row in range(start_row if rows >= start_row + size else 0, rows - size + 1, size):
         for col in range(start_col if cols >= start_col + size else 0, cols - size + 1, size):
             window_valid = valid[row:row + size, col:col + size]

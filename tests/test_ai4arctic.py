@@ -166,13 +166,13 @@ def test_the_patch_iou_counts_valid_pixels_only():
 
 @pytest.fixture(scope="module")
 def scene_run(tmp_path_factory):
-    """A fusion_aspp run on four synthetic scenes in the NetCDF layout, a third of each land."""
+    """A fusion_aspp run on five scenes in the NetCDF layout, a quarter of each land (two radiometer cells)."""
     from training.run import main
 
     root = tmp_path_factory.mktemp("scenes")
     (root / "data").mkdir()
     for i in range(5):
-        write_scene(root / "data" / f"scene_{i}.nc", seed=i, land_columns=20)
+        write_scene(root / "data" / f"scene_{i}.nc", seed=i, land_columns=16)
     assert main(["--task", "segment", "--model", "fusion_aspp", "--data", str(root / "data"), "--patch-cells", "4",
                  "--epochs", "3", "--logdir", str(root / "logs"), "--run-name", "scenes", "--tb-histogram-freq",
                  "0"]) == 0
@@ -183,3 +183,26 @@ def test_a_folder_of_netcdf_scenes_trains_and_scores_valid_pixels(scene_run):
     metrics = json.loads((scene_run / "metrics.json").read_text())
     assert metrics["test"]["count"] >= 1 and 0 <= metrics["test"]["dice"] <= 1
     assert sorted(p.suffix for p in (scene_run / "sections").iterdir()) == [".png"] * metrics["test"]["count"]
+
+
+def test_zscore_statistics_count_valid_pixels_only():
+    """Batches of (inputs, valid): an input's sigma is its spread over the valid pixels, whatever lies on land."""
+    from explain.zscores import zscores
+
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="mixing")(inputs))
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, (4, 8, 8, 2)).astype("float32")
+    valid = np.ones((4, 8, 8), bool)
+    valid[:, :, :3] = False
+    values[~valid] = 1000.0
+    sigma = zscores(model, [(values, valid)]).table["sigma"].to_numpy()
+    np.testing.assert_allclose(sigma, values[valid].std(axis=0), rtol=1e-6)
+
+
+def test_zscores_stream_the_run_own_netcdf_scenes(scene_run, tmp_path):
+    from explain.zscores.__main__ import main as zscores_main
+
+    assert zscores_main(["--model", str(scene_run), "--out", str(tmp_path)]) == 0  # the run's data: the folder
+    table = pd.read_csv(tmp_path / "zscores.csv")
+    assert len(table[table["group"] == "mwr"]) == 14 and table["sigma"].notna().all()

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 import pandas as pd
 import pytest

@@ -17,6 +17,7 @@ from conftest import snapshot
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from datasets.ai4arctic import write_scene
 from datasets.synthetic import write_dataset
 from explain.zscores.__main__ import main as zscores_main
 from training.run import main as run_main
@@ -208,3 +209,22 @@ def test_augmentation_flips_sar_radiometer_and_mask_together():
 def test_nothing_of_the_users_scenes_was_changed(fusion_run):
     """Issue 32, point 13: after the run, Z-scores and predict read them (this module's last test)."""
     assert snapshot(fusion_run["folder"]) == fusion_run["before"]
+
+
+def test_zscores_read_the_same_scenes_as_netcdf_files_alike(fusion_run, tmp_path):
+    """The NetCDF path agrees with the .npy path: the eight scenes written as AI4Arctic files give the same
+    Z-scores (patches of the model's size are the whole 32-px scenes)."""
+    folder = fusion_run["folder"]
+    table = pd.read_csv(folder / "manifest.csv").head(8)
+    for row in table.itertuples():
+        ice = cv2.imread(str(folder / row.mask), cv2.IMREAD_GRAYSCALE) > 0
+        write_scene(tmp_path / "nc" / f"{Path(row.sar).stem}.nc", np.load(folder / row.sar), np.load(folder / row.mwr),
+                    np.where(ice, 10, 0))
+    table[["sar", "mwr", "mask"]].to_csv(folder / "eight.csv", index=False)
+    for name, data in (("npy", folder / "eight.csv"), ("nc", tmp_path / "nc")):
+        code, stdout = _captured(zscores_main, ["--model", str(fusion_run["run"]), "--data", str(data), "--out",
+                                                str(tmp_path / name)])
+        assert code == 0, stdout
+    npy, nc = (pd.read_csv(tmp_path / name / "zscores.csv") for name in ("npy", "nc"))
+    np.testing.assert_allclose(nc["sigma"], npy["sigma"], rtol=1e-5)
+    np.testing.assert_allclose(nc["z"].fillna(0), npy["z"].fillna(0), rtol=1e-5)

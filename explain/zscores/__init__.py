@@ -163,7 +163,8 @@ class RunningMoments:
 
 def stream_moments(model: keras.Model, groups: list[Group], batches: Iterable, kernel: np.ndarray,
                    spans: list[tuple[str, int, int]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Streams ``batches`` (model inputs) once.
+    """Streams ``batches`` once: model inputs, or ``(inputs, valid)`` whose (B, H, W) ``valid``
+    marks the pixels to count (land and no-data of sea-ice scenes are left out).
 
     Returns:
         Each head input's standard deviation over all pixels, and per span the standard
@@ -177,11 +178,14 @@ def stream_moments(model: keras.Model, groups: list[Group], batches: Iterable, k
     moments = {g.name: RunningMoments(g.stop - g.start) for g in groups}
     contributions = {name: RunningMoments(kernel.shape[1]) for name, _, _ in spans if inside[name]}
     for batch in batches:
+        batch, valid = batch if isinstance(batch, tuple) else (batch, None)
         outputs = dict(zip([g.name for g in internal], _as_list(view(batch, training=False)))) if view else {}
         for group in groups:
             values = keras.ops.convert_to_numpy(outputs[group.name] if group.name in outputs
                                                 else _model_input(model, batch, group))
             values = values.reshape(-1, group.stop - group.start).astype(np.float64)
+            if valid is not None and len(values) == valid.size:  # a group at the mask's resolution
+                values = values[valid.reshape(-1)]
             moments[group.name].update(values)
             for name, start, stop in spans:
                 if inside[name] is group:

@@ -1,8 +1,9 @@
 """The data a Z-score analysis streams: batches of model inputs read from the files a run trained on.
 
 A two-source model (inputs ``sar`` and ``mwr``) reads a manifest ``sar,mwr[,mask]`` of ``.npy``
-arrays; an image classifier reads a folder or manifest of images, resized (and cropped, for
-SedNet) as in training. ``synthetic:NAME`` (also the default: the run's own data) is the
+arrays, or a folder of AI4Arctic NetCDF scenes, cut into patches of the model's size with their
+valid pixels (land and no-data are left out of the statistics); an image classifier reads a
+folder or manifest of images, resized (and cropped, for SedNet) as in training. ``synthetic:NAME`` (also the default: the run's own data) is the
 cached set the run was trained on.
 """
 
@@ -14,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+from datasets.ai4arctic import SAR_VARIABLES, chosen_variables, is_scene_folder, open_scene, scene_files, scene_windows
 from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, stack_inputs
@@ -57,6 +59,32 @@ def fusion_batches(manifest: Path, batch_size: int, bad: list[dict], limit: int 
         yield stack_sources(chunk)
 
 
+def scene_batches(run: LoadedRun, source: Path, batch_size: int, bad: list[dict],
+                  limit: int | None = None) -> Iterator[tuple[dict, np.ndarray]]:
+    """Batches ``({"sar", "mwr"}, valid)`` of NetCDF scenes' patches at the model's input size,
+    read with the run's variables and ice threshold, from each scene's corner; an unusable scene
+    goes to ``bad``. ``valid`` (B, H, W) marks the pixels the statistics count."""
+    cells = int(run.model.input["mwr"].shape[1])
+    variables = chosen_variables(run.setting("sar_variables", ",".join(SAR_VARIABLES)),
+                                 run.setting("mwr_variables", "amsr2"))
+    chunk = []
+    for _, scene in read_each(scene_files(source)[:limit], bad, path_of=str,
+                              read=lambda path: open_scene(path, *variables)):
+        for _, sar, mwr, _, valid in scene_windows(scene, cells, run.setting("ice_threshold", 2)):
+            chunk.append(({"sar": sar, "mwr": mwr}, valid))
+            if len(chunk) == batch_size:
+                yield _stacked(chunk)
+                chunk = []
+        scene.close()
+    if chunk:
+        yield _stacked(chunk)
+
+
+def _stacked(chunk: list[tuple[dict, np.ndarray]]) -> tuple[dict, np.ndarray]:
+    return {name: np.stack([inputs[name] for inputs, _ in chunk]) for name in FUSION_INPUTS}, \
+        np.stack([valid for _, valid in chunk])
+
+
 def image_batches(model, source: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator:
     """Batches of a classifier's inputs from an image folder or manifest, prepared as in training."""
     spec = input_spec(model)
@@ -81,6 +109,8 @@ def model_batches(run: LoadedRun, data: str | None, batch_size: int, bad: list[d
         ExplainError: the model takes inputs neither reader makes (e.g. seismic patches).
     """
     source = resolve_data(run, data)
+    if _takes_two_sources(run.model) and is_scene_folder(source):
+        return source, scene_batches(run, source, batch_size, bad, limit)
     if _takes_two_sources(run.model):
         return source, fusion_batches(source, batch_size, bad, limit)
     if len(run.model.inputs[0].shape) == 4 and run.model.inputs[0].shape[-1] == 3:
@@ -89,4 +119,4 @@ def model_batches(run: LoadedRun, data: str | None, batch_size: int, bad: list[d
                        f"{[tuple(t.shape) for t in run.model.inputs]}.")
 
 
-__all__ = ["fusion_batches", "image_batches", "model_batches", "resolve_data"]
+__all__ = ["fusion_batches", "image_batches", "model_batches", "resolve_data", "scene_batches"]

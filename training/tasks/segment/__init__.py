@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import AMSR2_VARIABLES, SAR_VARIABLES
+from datasets.ai4arctic import SAR_VARIABLES, chosen_variables
 from datasets.images import write_image
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, SegyHeaders, load_labelled_sections,
                               read_section_manifest, section_image, section_patches, split_sections)
@@ -254,13 +254,9 @@ class SegmentOptions(TaskOptions):
     mwr_variables: str = option("amsr2", "NetCDF sea-ice scenes: the coarse-grid variables fed to the model, "
                                          "comma-separated; amsr2 is all 14 AMSR2 brightness temperatures")
 
-    def sar_names(self) -> tuple[str, ...]:
-        return tuple(name.strip() for name in self.sar_variables.split(",") if name.strip())
-
-    def mwr_names(self) -> tuple[str, ...]:
-        if self.mwr_variables.strip() == "amsr2":
-            return AMSR2_VARIABLES
-        return tuple(name.strip() for name in self.mwr_variables.split(",") if name.strip())
+    def variables(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The SAR and coarse-grid variable names of NetCDF scenes."""
+        return chosen_variables(self.sar_variables, self.mwr_variables)
 
     def value_problems(self) -> list[str]:
         problems = [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import is_scene_folder, open_scene, scene_files, scene_windows
+from datasets.ai4arctic import MIN_VALID_SHARE, is_scene_folder, open_scene, scene_files, scene_windows
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.images import read_each
 from datasets.seismic import split_sections
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 PREVIEW_CHANNEL = 6  # the radiometer's 18.7 GHz H channel in the synthetic set's order (and AI4Arctic's)
 INVALID_COLOUR = (90, 20, 20)
-MIN_VALID_SHARE = 0.5  # a scene patch with less of its pixels valid (not land, not no data) is not used
 
 
 def is_fusion_model(model: str) -> bool:
@@ -162,8 +161,7 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
     options = config.options
     bad: list[dict] = []
     scenes = [scene for _, scene in read_each(scene_files(source), bad, path_of=str,
-                                              read=lambda path: open_scene(path, options.sar_names(),
-                                                                           options.mwr_names()))]
+                                              read=lambda path: open_scene(path, *options.variables()))]
     ratios = {scene.ratio for scene in scenes}
     if len(ratios) > 1:
         first = scenes[0].ratio
@@ -176,7 +174,7 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
     samples = []
     for scene, split in zip(scenes, splits):
         samples += [FusionSample(name, sar, mwr, ice, split, valid) for name, sar, mwr, ice, valid in
-                    scene_windows(scene, options.patch_cells, options.ice_threshold, MIN_VALID_SHARE, rng)]
+                    scene_windows(scene, options.patch_cells, options.ice_threshold, rng=rng)]
         scene.close()
     pd.DataFrame({"scene": [str(s.path) for s in scenes], "split": splits}).to_csv(run_dir / "split.csv", index=False)
     counts = {split: sum(s.split == split for s in samples) for split in SPLITS}
