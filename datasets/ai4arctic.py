@@ -188,3 +188,47 @@ def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: 
     variables["SIC"] = (SAR_DIMS, sic.astype(np.uint8))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     xr.Dataset(variables, attrs={"pixel_spacing": 80}).to_netcdf(path, engine="netcdf4")
+
+
+def predict_scene(model, scene: Scene, batch_size: int = 8) -> np.ndarray:
+    """The ice probability of a whole scene from a two-source model (inputs ``sar`` and
+    ``mwr``), tile by tile at the model's input size with half-tile overlaps on whole radiometer
+    cells, blended without seams (:class:`datasets.tiles.TileBlender`); memory holds one batch of
+    windows and the result, never the scene's stack of inputs.
+
+    Raises:
+        UnreadableImageError: the scene's grids are not the model's ratio, or the scene is smaller
+            than one tile.
+    """
+    from datasets.tiles import TileBlender, tile_origins
+
+    size, cells = int(model.input["sar"].shape[1]), int(model.input["mwr"].shape[1])
+    if size // cells != scene.ratio:
+        raise UnreadableImageError(f"has {scene.ratio} SAR pixels per coarse cell, but the model was trained on "
+                                   f"{size // cells}")
+    if min(scene.shape) < size:
+        raise UnreadableImageError(f"is {scene.shape[0]} x {scene.shape[1]} SAR pixels, smaller than the model's "
+                                   f"{size}-pixel tiles")
+    origins = tile_origins(scene.shape, size, max(cells // 2, 1) * scene.ratio)
+    blender = TileBlender(scene.shape, size)
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start:start + batch_size]
+        windows = [scene.window(row, col, size) for row, col in chunk]
+        inputs = {name: np.nan_to_num(np.stack([w[i] for w in windows])) for i, name in enumerate(("sar", "mwr"))}
+        logits = np.asarray(model.predict(inputs, verbose=0))[..., 0]
+        blender.add(1 / (1 + np.exp(-logits)), chunk)
+    return blender.result()
+
+
+def write_probability(path: str | os.PathLike, probability: np.ndarray, scene: Scene) -> None:
+    """The probability as a NetCDF file on the scene's SAR grid, with the scene's geolocation
+    variables (``sar_grid2d_latitude`` and the like, when it has them) copied, so that a GIS or
+    the AI4Arctic tools place it beside the scene."""
+    import xarray as xr
+
+    located = [name for name in scene.dataset.variables if "latitude" in name or "longitude" in name]
+    output = xr.Dataset({"ice_probability": (SAR_DIMS, probability.astype(np.float32))},
+                        attrs={"source_scene": scene.path.name, **scene.dataset.attrs})
+    for name in located:
+        output[name] = scene.dataset[name].load()
+    output.to_netcdf(path, engine="netcdf4")

@@ -206,3 +206,28 @@ def test_zscores_stream_the_run_own_netcdf_scenes(scene_run, tmp_path):
     assert zscores_main(["--model", str(scene_run), "--out", str(tmp_path)]) == 0  # the run's data: the folder
     table = pd.read_csv(tmp_path / "zscores.csv")
     assert len(table[table["group"] == "mwr"]) == 14 and table["sigma"].notna().all()
+
+
+def test_a_whole_scene_is_predicted_tile_by_tile_into_npy_and_netcdf(scene_run, tmp_path, capsys):
+    from training.predict import main as predict_main
+
+    scene = scene_run.parent.parent / "data" / "scene_0.nc"
+    assert predict_main(["--model", str(scene_run), "--scene", str(scene), "--out", str(tmp_path)]) == 0
+    probability = np.load(tmp_path / "scene_0_probability.npy")
+    assert probability.shape == (SIDE, SIDE) and 0 <= probability.min() <= probability.max() <= 1
+    with netCDF4.Dataset(tmp_path / "scene_0_probability.nc") as nc:
+        np.testing.assert_array_equal(nc["ice_probability"][:], probability)
+    with netCDF4.Dataset(scene) as nc:
+        sic = np.asarray(nc["SIC"][:])
+    expected = mask_scores(sic >= 2, probability > 0.5, sic != CHART_FILL)
+    assert json.loads((tmp_path / "scene_0_scores.json").read_text()) == pytest.approx(expected)
+    assert "scene_0.nc: dice" in capsys.readouterr().out
+
+
+def test_a_scene_on_another_grid_than_the_run_is_refused_by_name(scene_run, tmp_path, capsys):
+    from training.predict import main as predict_main
+
+    other = tmp_path / "coarser.nc"
+    write_scene(other, coarse=(SIDE // 16, SIDE // 16))
+    assert predict_main(["--model", str(scene_run), "--scene", str(other), "--out", str(tmp_path / "out")]) == 1
+    assert "coarser.nc: has 16 SAR pixels per coarse cell, but the model was trained on 8" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``python -m training.predict``: salt in whole seismic sections with a trained segmentation run.
+"""``python -m training.predict``: salt in whole seismic sections with a trained segmentation run
+(and sea ice in whole AI4Arctic NetCDF scenes with a fusion run: ``--scene``).
 
 Each section (SEG-Y, ``.npy``, 8/16-bit PNG/TIFF) is cut into overlapping patches at the
 run's patch size, predicted in batches and blended back without seams; the patch size,
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.ai4arctic import (SAR_VARIABLES, chosen_variables, ice_target, open_scene, predict_scene,
+                                write_probability)
 from datasets.images import UnreadableImageError, write_image
 from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, finite_samples, headers_from, read_labelled_section,
                               read_section)
@@ -42,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "--mask, Dice/IoU/PS.")
     parser.add_argument("--model", required=True, help="a segmentation run folder (holding model.keras)")
     parser.add_argument("--section", nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
+    parser.add_argument("--scene", nargs="+", help="a sea-ice (fusion_aspp) run: AI4Arctic NetCDF scene file(s), each "
+                                                   "predicted whole, tile by tile; writes the ice probability as .npy "
+                                                   "and as NetCDF with the scene's geolocation, and, where the scene "
+                                                   "has a SIC chart, Dice/IoU/PS over its valid pixels")
     parser.add_argument("--cube", help="a 3D SEG-Y survey instead: every inline (or crossline, --along) predicted and "
                                        "written as the SEG-Y --out (e.g. salt.sgy) with the survey's own headers, one "
                                        "line in memory at a time; a killed run started again goes on where it stopped")
@@ -84,6 +91,24 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
     return scores
 
 
+def predict_scene_file(run, path: str, args: argparse.Namespace) -> dict:
+    """Predicts one NetCDF scene whole and writes its files; returns its scores against its chart."""
+    scene = open_scene(path, *chosen_variables(run.setting("sar_variables", ",".join(SAR_VARIABLES)),
+                                               run.setting("mwr_variables", "amsr2")))
+    try:
+        probability = predict_scene(run.model, scene, args.batch_size)
+        out, stem = Path(args.out), Path(path).stem
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / f"{stem}_probability.npy", probability)
+        write_probability(out / f"{stem}_probability.nc", probability, scene)
+        ice, valid = ice_target(scene.chart("SIC"), run.setting("ice_threshold", 2))
+    finally:
+        scene.close()
+    scores = mask_scores(ice, probability > args.threshold, valid)
+    (out / f"{stem}_scores.json").write_text(json.dumps(scores, indent=2))
+    return scores
+
+
 def predict_cube(run, args: argparse.Namespace) -> Path:
     """Every line of the survey ``--cube`` predicted into the SEG-Y ``--out`` (:func:`datasets.survey.map_survey`)."""
     patch = int(run.model.inputs[0].shape[1])
@@ -103,8 +128,9 @@ def predict_cube(run, args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if bool(args.section) == bool(args.cube):
-        parser.error("pass --section (one or more sections) or --cube (a 3D SEG-Y survey)")
+    if sum(map(bool, (args.section, args.cube, args.scene))) != 1:
+        parser.error("pass --section (one or more sections), --cube (a 3D SEG-Y survey) or --scene (NetCDF sea-ice "
+                     "scenes, for a fusion run)")
     if args.cube and (args.mask or args.inline is not None or args.crossline is not None):
         parser.error("--cube predicts every line of the survey: --mask, --inline and --crossline go with --section")
     if args.mask and len(args.mask) != len(args.section):
@@ -113,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.model)
     except ExplainError as err:
         parser.error(str(err))
-    if len(run.model.inputs) > 1:
+    two_sources = sorted(t.name for t in run.model.inputs) == ["mwr", "sar"]
+    if two_sources != bool(args.scene):
+        parser.error(f"{run.path} is a sea-ice run (inputs sar and mwr): pass --scene NetCDF files" if two_sources else
+                     f"--scene goes with a sea-ice run of fusion_aspp; {run.path} takes "
+                     f"{', '.join(t.name for t in run.model.inputs)}")
+    if len(run.model.inputs) > 1 and not two_sources:
         parser.error(f"{run.path} takes {len(run.model.inputs)} inputs ({', '.join(t.name for t in run.model.inputs)}); "
-                     "training.predict feeds single-channel seismic sections to a one-input segmentation run (a fusion "
-                     "run scores its scenes in metrics.json and sections/*.png).")
-    if not is_segmentation_model(run.model):
+                     "training.predict feeds seismic sections to a one-input segmentation run, or sea-ice scenes to a "
+                     "fusion run.")
+    if not two_sources and not is_segmentation_model(run.model):
         parser.error(f"{run.path} is not a segmentation model (its output is not one map per pixel); pass a run "
                      "of python -m training.run --task segment")
     if args.cube:
@@ -130,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     failed = 0
-    for i, section_path in enumerate(args.section):
+    for i, section_path in enumerate(args.scene or args.section):
         try:
-            scores = predict_file(run, section_path, args.mask[i] if args.mask else None, args)
+            scores = (predict_scene_file(run, section_path, args) if args.scene else
+                      predict_file(run, section_path, args.mask[i] if args.mask else None, args))
         except UnreadableImageError as err:
             print(f"error: {section_path}: {err}", file=sys.stderr)
             failed += 1
