@@ -215,7 +215,7 @@ def predict_scene(model, scene: Scene, batch_size: int = 8) -> np.ndarray:
         chunk = origins[start:start + batch_size]
         windows = [scene.window(row, col, size) for row, col in chunk]
         inputs = {name: np.nan_to_num(np.stack([w[i] for w in windows])) for i, name in enumerate(("sar", "mwr"))}
-        logits = np.asarray(model.predict(inputs, verbose=0))[..., 0]
+        logits = np.asarray(model.predict_on_batch(inputs))[..., 0]
         blender.add(1 / (1 + np.exp(-logits)), chunk)
     return blender.result()
 

@@ -28,6 +28,8 @@ BENCHMARKS = {
                           "fastcam_over_forward", "fastcam_gradcam_over_forward"}),
     "determinism_cost.py": (["--rounds", "1", "--steps", "2", "--batch", "2", "--size", "32", "--encoder-width", "8"],
                             {"determinism_cost", "deterministic_ms", "free_ms"}),
+    "scene_io.py": (["--repeats", "1", "--size", "96", "--ratio", "8", "--cells", "4", "--batch-size", "2"],
+                    {"sampling_over_step", "scene_prediction_overhead", "tiles"}),
     "stitching.py": (["--repeats", "1", "--size", "64", "--patch-size", "32", "--encoder-width", "8"],
                      {"stitching_overhead", "forward_seconds", "whole_seconds", "patches"}),
     "tiled_explain.py": (["--repeats", "1", "--models", "sednet", "--size", "96", "--tile", "32", "--stride", "16"],
