@@ -3,7 +3,7 @@
 One synthetic scene in the ready-to-train layout (``--size`` SAR pixels a side, the coarse grid
 ``--ratio`` times coarser, as AI4Arctic's 80 m and 2 km) is written to a temporary folder and
 opened lazily; ``fusion_aspp`` (random weights) takes patches of ``--cells`` coarse cells. Two
-ratios, each from medians of ``--repeats`` timings taken in turn after a warm-up:
+ratios, each from medians of ``--repeats`` rounds that time every step in turn after a warm-up:
 
 - ``sampling_over_step``: reading one batch of windows at random places (SAR and AMSR2, from
   the file) over one training step on that batch (goal <= 0.10: the reader is no bottleneck);
@@ -44,14 +44,18 @@ from models import build_model  # noqa: E402
 from models.losses import IgnoringInvalid  # noqa: E402
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up: tracing and first allocations
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def interleaved_medians(timers: dict, repeats: int) -> dict[str, float]:
+    """Each function's median time over ``repeats`` rounds that run every function in turn (after
+    one warm-up call each), so that the machine's drifts fall on all of them alike."""
+    for function in timers.values():
         function()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    timings = {name: [] for name in timers}
+    for _ in range(repeats):
+        for name, function in timers.items():
+            started = time.perf_counter()
+            function()
+            timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def main() -> None:
@@ -87,12 +91,10 @@ def main() -> None:
         chunks = [{"sar": np.stack([t[0] for t in tiles[i:i + args.batch_size]]),
                    "mwr": np.stack([t[1] for t in tiles[i:i + args.batch_size]])}
                   for i in range(0, len(tiles), args.batch_size)]
-        seconds = {
-            "read_batch": median_seconds(read_batch, args.repeats),
-            "train_step": median_seconds(lambda: model.train_on_batch(batch, target), args.repeats),
-            "forward_tiles": median_seconds(lambda: [model.predict_on_batch(c) for c in chunks], args.repeats),
-            "predict_scene": median_seconds(lambda: predict_scene(model, scene, args.batch_size), args.repeats),
-        }
+        timers = {"read_batch": read_batch, "train_step": lambda: model.train_on_batch(batch, target),
+                  "forward_tiles": lambda: [model.predict_on_batch(chunk) for chunk in chunks],
+                  "predict_scene": lambda: predict_scene(model, scene, args.batch_size)}
+        seconds = interleaved_medians(timers, args.repeats)
         scene.close()
     print(f"{args.size} px scene, {patch} px patches ({len(origins)} tiles): " +
           ", ".join(f"{name} {value:.4f} s" for name, value in seconds.items()) + f" (medians of {args.repeats})")
