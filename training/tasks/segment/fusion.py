@@ -1,10 +1,12 @@
-"""The segment task's two-source data: sea-ice scenes of SAR and a coarse radiometer, fed whole.
+"""The segment task's two-source data: sea-ice scenes of SAR and a coarse radiometer.
 
 A model whose registry entry takes the inputs ``sar`` and ``mwr`` (``fusion_aspp``) trains on
-these. Scenes are split as wholes (the manifest's ``split`` column wins), fed whole (the SAR
-size decides the model's input; the radiometer grid decides ``mwr_scale``), flipped in both
-directions during training (SAR, radiometer grid and mask together: a satellite scene has no
-up or down) and scored per scene by Dice, IoU and perimetric similarity.
+these: ``.npy`` scenes of a manifest, fed whole, or AI4Arctic NetCDF scene files cut into
+patches with their land and no-data pixels marked invalid (:func:`prepare_scene_data`).
+Scenes are split as wholes (a manifest's ``split`` column wins). The SAR (patch) size decides
+the model's input, the radiometer grid ``mwr_scale``. Training flips in both directions (SAR,
+radiometer grid and mask together: a satellite scene has no up or down); each scene or patch
+is scored by Dice, IoU and perimetric similarity.
 """
 
 from __future__ import annotations
@@ -162,12 +164,11 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
     bad: list[dict] = []
     scenes = [scene for _, scene in read_each(scene_files(source), bad, path_of=str,
                                               read=lambda path: open_scene(path, *options.variables()))]
-    ratios = {scene.ratio for scene in scenes}
-    if len(ratios) > 1:
-        first = scenes[0].ratio
-        bad += [{"path": str(s.path), "reason": f"its grids differ by {s.ratio} SAR pixels a cell, the first scene's "
-                                                f"by {first}; every scene needs one ratio"} for s in scenes if s.ratio != first]
-        scenes = [s for s in scenes if s.ratio == first]
+    for other in [s for s in scenes if s.ratio != scenes[0].ratio]:
+        bad.append({"path": str(other.path), "reason": f"its grids differ by {other.ratio} SAR pixels a cell, the first "
+                                                       f"scene's by {scenes[0].ratio}; every scene needs one ratio"})
+        other.close()
+    scenes = [s for s in scenes if s.ratio == scenes[0].ratio]
     print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
     splits = split_sections([None] * len(scenes), config.split_fractions(), config.seed)
     rng = np.random.default_rng(config.seed)
