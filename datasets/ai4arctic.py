@@ -65,10 +65,17 @@ class Scene:
     def window(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The SAR (size, size, C) and coarse (size/ratio, size/ratio, K) arrays of the window at
         (row, col); ``row``, ``col`` and ``size`` are multiples of ``ratio``. NaN stays NaN."""
-        sar = self._stack(self.sar_variables, SAR_DIMS, row, col, size)
+        return self.sar_window(row, col, size), self.mwr_window(row, col, size)
+
+    def sar_window(self, row: int, col: int, size: int) -> np.ndarray:
+        return self._stack(self.sar_variables, SAR_DIMS, row, col, size)
+
+    def mwr_window(self, row: int, col: int, size: int) -> np.ndarray:
         step = self.ratio
-        mwr = self._stack(self.mwr_variables, COARSE_DIMS, row // step, col // step, size // step)
-        return sar, mwr
+        return self._stack(self.mwr_variables, COARSE_DIMS, row // step, col // step, size // step)
+
+    def chart_window(self, row: int, col: int, size: int, name: str = "SIC") -> np.ndarray:
+        return self._stack((name,), SAR_DIMS, row, col, size)[..., 0].astype(np.uint8)
 
     def _stack(self, names: tuple[str, ...], dims: tuple[str, str], row: int, col: int, size: int) -> np.ndarray:
         window = self.dataset[list(names)].isel({dims[0]: slice(row, row + size), dims[1]: slice(col, col + size)})
@@ -176,6 +183,82 @@ def scene_windows(scene: Scene, cells: int, threshold: int, min_valid: float = M
                 continue
             yield (f"{scene.path.stem}@{row},{col}", np.nan_to_num(sar), np.nan_to_num(mwr),
                    ice[row:row + size, col:col + size], window_valid)
+
+
+@dataclass
+class ScenePatch:
+    """A patch of an open scene, with the attributes of :class:`datasets.fusion.FusionSample`,
+    whose arrays are read from the file each time they are asked for: a split of patches holds
+    no pixels. Its SAR and coarse arrays have no-data set to 0; ``valid`` leaves out land,
+    uncharted pixels and SAR no-data."""
+
+    scene: Scene
+    row: int
+    col: int
+    size: int
+    threshold: int
+    split: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.scene.path.stem}@{self.row},{self.col}"
+
+    @property
+    def sar(self) -> np.ndarray:
+        return np.nan_to_num(self.scene.sar_window(self.row, self.col, self.size))
+
+    @property
+    def mwr(self) -> np.ndarray:
+        return np.nan_to_num(self.scene.mwr_window(self.row, self.col, self.size))
+
+    @property
+    def truth(self) -> np.ndarray:
+        return ice_target(self.scene.chart_window(self.row, self.col, self.size), self.threshold)[0]
+
+    @property
+    def valid(self) -> np.ndarray:
+        charted = ice_target(self.scene.chart_window(self.row, self.col, self.size), self.threshold)[1]
+        return charted & np.isfinite(self.scene.sar_window(self.row, self.col, self.size)).all(axis=-1)
+
+    def target(self) -> np.ndarray:
+        """(size, size, 2) float32: the ice mask and the valid pixels, read once."""
+        return np.stack([self.truth, self.valid], axis=-1).astype(np.float32)
+
+
+def patch_origins(scene: Scene, cells: int, threshold: int, min_valid: float = MIN_VALID_SHARE) -> np.ndarray:
+    """(K, 2) row and column, in SAR pixels on whole coarse cells, of every patch of ``cells``
+    cells a side whose chart is at least ``min_valid`` valid; reads the chart once."""
+    rows, cols = scene.shape
+    step = scene.ratio
+    valid = ice_target(scene.chart("SIC"), threshold)[1]
+    share = valid.reshape(rows // step, step, cols // step, step).mean(axis=(1, 3))
+    sums = np.pad(share.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    box = sums[cells:, cells:] - sums[:-cells, cells:] - sums[cells:, :-cells] + sums[:-cells, :-cells]
+    return np.argwhere(box / cells ** 2 >= min_valid) * step
+
+
+class PatchSampler:
+    """Patches of the training scenes drawn at random anew each epoch: a scene with a chance in
+    proportion to its usable places (:func:`patch_origins`), then one of its places; each patch
+    reads its own window, so memory holds a batch, never the scenes."""
+
+    def __init__(self, scenes: list[Scene], cells: int, threshold: int, count: int, seed: int):
+        self.origins = [patch_origins(scene, cells, threshold) for scene in scenes]
+        usable = np.array([len(o) for o in self.origins], float)
+        if not usable.sum():
+            raise UnreadableImageError(f"no place in the training scenes has a patch of {cells} cells at least "
+                                       f"{MIN_VALID_SHARE:.0%} valid")
+        self.scenes, self.weights = scenes, usable / usable.sum()
+        self.size, self.threshold, self.count, self.seed = cells * scenes[0].ratio, threshold, count, seed
+
+    def epoch(self, index: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """``count`` patches as ``({"sar", "mwr"}, target)``, seeded by the run's seed and ``index``."""
+        rng = np.random.default_rng([self.seed, index])
+        for _ in range(self.count):
+            k = int(rng.choice(len(self.scenes), p=self.weights))
+            row, col = self.origins[k][int(rng.integers(len(self.origins[k])))]
+            patch = ScenePatch(self.scenes[k], int(row), int(col), self.size, self.threshold)
+            yield {"sar": patch.sar, "mwr": patch.mwr}, patch.target()
 
 
 def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: np.ndarray) -> None:

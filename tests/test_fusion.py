@@ -142,12 +142,12 @@ def test_zscores_refuse_bad_models_layers_groups_and_data_in_one_line(fusion_run
         assert message in error and "Traceback" not in error
 
 
-def test_predict_refuses_a_fusion_run_naming_its_inputs(fusion_run, tmp_path, capsys):
+def test_predict_tells_a_fusion_run_to_take_scenes(fusion_run, tmp_path, capsys):
     from training.predict import main as predict_main
 
     with pytest.raises(SystemExit) as stop:
         predict_main(["--model", str(fusion_run["run"]), "--section", str(tmp_path / "s.npy"), "--out", str(tmp_path)])
-    assert stop.value.code == 2 and "takes 2 inputs (mwr, sar)" in capsys.readouterr().err
+    assert stop.value.code == 2 and "is a sea-ice run (inputs sar and mwr): pass --scene" in capsys.readouterr().err
 
 
 def test_a_fusion_model_on_a_section_manifest_stops_with_the_columns_it_needs(tmp_path, capsys):

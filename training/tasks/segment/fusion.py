@@ -11,6 +11,7 @@ is scored by Dice, IoU and perimetric similarity.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import MIN_VALID_SHARE, is_scene_folder, open_scene, scene_files, scene_windows
+from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, Scene, ScenePatch, is_scene_folder, open_scene,
+                                patch_origins, scene_files)
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.images import read_each
 from datasets.seismic import split_sections
@@ -48,8 +50,9 @@ def is_fusion_model(model: str) -> bool:
 class FusionData:
     """Labelled two-source scenes, split as wholes."""
 
-    samples: list[FusionSample]
+    samples: list[FusionSample | ScenePatch]
     class_names: list[str] = field(default_factory=lambda: ["ice"])
+    sampler: PatchSampler | None = None  # NetCDF scenes: training patches drawn anew each epoch
 
     picture_legend = ("SAR HH, radiometer (one channel, upsampled), true ice, predicted probability, error "
                       "(blue: missed ice, red: false ice; dark red: land or no data, not scored)")
@@ -77,22 +80,35 @@ class FusionData:
         return stack_sources(items), targets
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
-        """Batches of ({sar, mwr}, mask); training shuffles and flips (both axes)."""
+        """Batches of ({sar, mwr}, mask); training shuffles (or, from NetCDF scenes, draws patches
+        anew) and flips (both axes)."""
         items = self.items(split)
         batch = global_batch(split, len(items), "scenes", config, replicas, "add scenes")
-        data = tf.data.Dataset.from_tensor_slices(self.arrays(items))
-        if training:
-            data = data.shuffle(len(items), seed=config.seed)
-            if config.augment:
-                data = data.map(lambda x, y: _flip(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        if training and self.sampler is not None:
+            data = self._drawn_patches()
+        else:
+            data = tf.data.Dataset.from_tensor_slices(self.arrays(items))
+            data = data.shuffle(len(items), seed=config.seed) if training else data
+        if training and config.augment:
+            data = data.map(lambda x, y: _flip(x, y, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
         return data.batch(batch, drop_remainder=replicas > 1).prefetch(tf.data.AUTOTUNE)
 
-    def predict(self, model: keras.Model, items: list[FusionSample], batch_size: int) -> list[np.ndarray]:
-        """Ice probability (H, W) of each scene."""
-        if not items:
-            return []
-        logits = predict_batches(model, self.arrays(items)[0], batch_size)
-        return list(1 / (1 + np.exp(-logits[..., 0])))
+    def _drawn_patches(self) -> tf.data.Dataset:
+        """The sampler's patches, a new draw each time the dataset is iterated (each epoch)."""
+        inputs, target = next(self.sampler.epoch(0))
+        signature = ({name: tf.TensorSpec(value.shape, tf.float32) for name, value in inputs.items()},
+                     tf.TensorSpec(target.shape, tf.float32))
+        epochs = itertools.count()
+        drawn = tf.data.Dataset.from_generator(lambda: self.sampler.epoch(next(epochs)), output_signature=signature)
+        return drawn.apply(tf.data.experimental.assert_cardinality(self.sampler.count))  # steps known: the schedule
+
+    def predict(self, model: keras.Model, items: list[FusionSample | ScenePatch], batch_size: int) -> list[np.ndarray]:
+        """Ice probability (H, W) of each scene or patch, a few batches read at a time."""
+        probabilities = []
+        for start in range(0, len(items), 4 * batch_size):
+            logits = predict_batches(model, self.arrays(items[start:start + 4 * batch_size])[0], batch_size)
+            probabilities += list(1 / (1 + np.exp(-logits[..., 0])))
+        return probabilities
 
     def picture(self, item: FusionSample, probability: np.ndarray) -> np.ndarray:
         return fusion_picture(item, probability)
@@ -153,9 +169,12 @@ def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> Fus
 
 def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> FusionData:
     """AI4Arctic NetCDF scenes (:mod:`datasets.ai4arctic`): each opened lazily and checked (a bad
-    one goes to ``bad_files.csv`` and the run goes on), split as wholes, and cut into patches of
-    ``--patch-cells`` coarse cells with at least half their pixels valid; land and no-data
-    pixels are marked invalid, so that no loss or score counts them.
+    one goes to ``bad_files.csv`` and the run goes on) and split as wholes. Training draws
+    patches of ``--patch-cells`` coarse cells at random places anew each epoch
+    (:class:`datasets.ai4arctic.PatchSampler`); validation, test and the final scores use a
+    grid of such patches, shifted by a seeded whole number of cells per scene. A patch is used
+    when at least half its chart is valid; land and no-data pixels are marked invalid, so that
+    no loss or score counts them. Patches are read from the files when used, never held.
 
     Raises:
         DataError: fewer than three usable scenes, or a split left without a patch.
@@ -172,18 +191,30 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
     print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
     splits = split_sections([None] * len(scenes), config.split_fractions(), config.seed)
     rng = np.random.default_rng(config.seed)
-    samples = []
-    for scene, split in zip(scenes, splits):
-        samples += [FusionSample(name, sar, mwr, ice, split, valid) for name, sar, mwr, ice, valid in
-                    scene_windows(scene, options.patch_cells, options.ice_threshold, rng=rng)]
-        scene.close()
+    patches = [patch for scene, split in zip(scenes, splits)
+               for patch in grid_patches(scene, options.patch_cells, options.ice_threshold, split, rng)]
     pd.DataFrame({"scene": [str(s.path) for s in scenes], "split": splits}).to_csv(run_dir / "split.csv", index=False)
-    counts = {split: sum(s.split == split for s in samples) for split in SPLITS}
+    counts = {split: sum(p.split == split for p in patches) for split in SPLITS}
     if not all(counts.values()):
         raise DataError(f"The scenes of {source} give no patch of {options.patch_cells} cells with at least "
                         f"{MIN_VALID_SHARE:.0%} valid pixels to the {'/'.join(k for k, v in counts.items() if not v)} "
                         "split(s); lower --patch-cells or add scenes.")
-    valid = np.mean([s.valid.mean() for s in samples])
-    print(f"{len(scenes)} scenes, {len(samples)} patches of {samples[0].sar.shape[0]} px (split {counts}); "
-          f"{valid:.0%} of their pixels valid, the rest land or no data and left out of losses and scores", flush=True)
-    return FusionData(samples)
+    train = [scene for scene, split in zip(scenes, splits) if split == "train"]
+    sampler = PatchSampler(train, options.patch_cells, options.ice_threshold, counts["train"], config.seed)
+    size = options.patch_cells * scenes[0].ratio
+    print(f"{len(scenes)} scenes (split {dict(zip(SPLITS, (splits.count(s) for s in SPLITS)))}); training draws "
+          f"{counts['train']} patches of {size} px anew each epoch from {sum(map(len, sampler.origins))} places; "
+          f"validation and test: {counts['val']} and {counts['test']} patches. Land and no-data pixels are left out "
+          "of losses and scores", flush=True)
+    return FusionData(patches, sampler=sampler)
+
+
+def grid_patches(scene: Scene, cells: int, threshold: int, split: str, rng: np.random.Generator) -> list[ScenePatch]:
+    """The scene's usable patches (:func:`datasets.ai4arctic.patch_origins`) on a grid of
+    ``cells`` cells shifted by a random whole number of cells."""
+    size = cells * scene.ratio
+    usable = {tuple(origin) for origin in patch_origins(scene, cells, threshold).tolist()}
+    offset = [int(rng.integers(cells)) * scene.ratio for _ in range(2)]
+    starts = [range(o if length >= o + size else 0, length - size + 1, size) for o, length in zip(offset, scene.shape)]
+    return [ScenePatch(scene, row, col, size, threshold, split) for row in starts[0] for col in starts[1]
+            if (row, col) in usable]
