@@ -37,10 +37,8 @@ COARSE_DIMS = ("2km_grid_lines", "2km_grid_samples")
 SAR_VARIABLES = ("nersc_sar_primary", "nersc_sar_secondary")
 AMSR2_VARIABLES = tuple(f"btemp_{band}{polarisation}" for band in ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
                         for polarisation in "hv")
-CHARTS = ("SIC", "SOD", "FLOE")
 CHART_FILL = 255  # land, or no chart
-MIN_VALID_SHARE = 0.5  # a patch with less of its pixels valid (not land, not no data) is not used
-SIC_CLASSES = 11  # 0 %, 10 %, ..., 100 % in tenths
+MIN_VALID_SHARE = 0.5  # a patch with less of its chart valid (not land, charted) is not used
 
 
 @dataclass
@@ -161,30 +159,6 @@ def scene_files(path: str | os.PathLike) -> list[Path]:
     return [path] if path.is_file() else sorted(p for p in path.glob("*.nc") if not p.name.startswith("."))
 
 
-def scene_windows(scene: Scene, cells: int, threshold: int, min_valid: float = MIN_VALID_SHARE,
-                  rng: np.random.Generator | None = None
-                  ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """The scene's patches of ``cells`` coarse cells a side, on a grid shifted by a random whole
-    number of cells (``rng``; None: from the corner), that have at least ``min_valid`` of their
-    pixels valid: per patch its name (``STEM@row,col``), SAR and coarse arrays (no-data set to
-    0), ice and valid masks. Only the chart is read whole; each patch reads its own window."""
-    size = cells * scene.ratio
-    ice, valid = ice_target(scene.chart("SIC"), threshold)
-    rows, cols = scene.shape
-    start_row, start_col = ((int(rng.integers(cells)) * scene.ratio if rng is not None else 0) for _ in range(2))
-    for row in range(start_row if rows >= start_row + size else 0, rows - size + 1, size):
-        for col in range(start_col if cols >= start_col + size else 0, cols - size + 1, size):
-            window_valid = valid[row:row + size, col:col + size]
-            if window_valid.mean() < min_valid:  # mostly land or uncharted: not even read
-                continue
-            sar, mwr = scene.window(row, col, size)
-            window_valid = window_valid & np.isfinite(sar).all(axis=-1)
-            if window_valid.mean() < min_valid:
-                continue
-            yield (f"{scene.path.stem}@{row},{col}", np.nan_to_num(sar), np.nan_to_num(mwr),
-                   ice[row:row + size, col:col + size], window_valid)
-
-
 @dataclass
 class ScenePatch:
     """A patch of an open scene, with the attributes of :class:`datasets.fusion.FusionSample`,
@@ -235,6 +209,18 @@ def patch_origins(scene: Scene, cells: int, threshold: int, min_valid: float = M
     sums = np.pad(share.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     box = sums[cells:, cells:] - sums[:-cells, cells:] - sums[cells:, :-cells] + sums[:-cells, :-cells]
     return np.argwhere(box / cells ** 2 >= min_valid) * step
+
+
+def grid_patches(scene: Scene, cells: int, threshold: int, split: str | None = None,
+                 rng: np.random.Generator | None = None) -> list[ScenePatch]:
+    """The scene's usable patches (:func:`patch_origins`) of ``cells`` cells a side on a grid,
+    shifted by a random whole number of cells (``rng``; None: from the corner)."""
+    size = cells * scene.ratio
+    usable = {tuple(origin) for origin in patch_origins(scene, cells, threshold).tolist()}
+    offset = [int(rng.integers(cells)) * scene.ratio if rng is not None else 0 for _ in range(2)]
+    starts = [range(o if length >= o + size else 0, length - size + 1, size) for o, length in zip(offset, scene.shape)]
+    return [ScenePatch(scene, row, col, size, threshold, split) for row in starts[0] for col in starts[1]
+            if (row, col) in usable]
 
 
 class PatchSampler:

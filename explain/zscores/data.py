@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from datasets.ai4arctic import SAR_VARIABLES, chosen_variables, is_scene_folder, open_scene, scene_files, scene_windows
+from datasets.ai4arctic import SAR_VARIABLES, chosen_variables, grid_patches, is_scene_folder, open_scene, scene_files
 from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, stack_inputs
@@ -70,8 +70,8 @@ def scene_batches(run: LoadedRun, source: Path, batch_size: int, bad: list[dict]
     chunk = []
     for _, scene in read_each(scene_files(source)[:limit], bad, path_of=str,
                               read=lambda path: open_scene(path, *variables)):
-        for _, sar, mwr, _, valid in scene_windows(scene, cells, run.setting("ice_threshold", 2)):
-            chunk.append(({"sar": sar, "mwr": mwr}, valid))
+        for patch in grid_patches(scene, cells, run.setting("ice_threshold", 2)):
+            chunk.append(({"sar": patch.sar, "mwr": patch.mwr}, patch.valid))
             if len(chunk) == batch_size:
                 yield _stacked(chunk)
                 chunk = []

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, Scene, ScenePatch, is_scene_folder, open_scene,
-                                patch_origins, scene_files)
+from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, ScenePatch, grid_patches, is_scene_folder, open_scene,
+                                scene_files)
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.images import read_each
 from datasets.seismic import split_sections
@@ -208,13 +208,3 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
           "of losses and scores", flush=True)
     return FusionData(patches, sampler=sampler)
 
-
-def grid_patches(scene: Scene, cells: int, threshold: int, split: str, rng: np.random.Generator) -> list[ScenePatch]:
-    """The scene's usable patches (:func:`datasets.ai4arctic.patch_origins`) on a grid of
-    ``cells`` cells shifted by a random whole number of cells."""
-    size = cells * scene.ratio
-    usable = {tuple(origin) for origin in patch_origins(scene, cells, threshold).tolist()}
-    offset = [int(rng.integers(cells)) * scene.ratio for _ in range(2)]
-    starts = [range(o if length >= o + size else 0, length - size + 1, size) for o, length in zip(offset, scene.shape)]
-    return [ScenePatch(scene, row, col, size, threshold, split) for row in starts[0] for col in starts[1]
-            if (row, col) in usable]
