@@ -258,3 +258,12 @@ def test_feature_visualisation_reads_a_facies_patch_whole_as_the_classifier_does
     original = load_example(str(patch), np.full(4, np.nan, np.float32), loaded.spec)[0]
     assert any(np.allclose(inversion[key], original, atol=1e-5) for key in inversion.files), inversion.files
     assert (tmp_path / "am_classes.png").is_file()
+
+
+def test_zscores_of_a_one_channel_classifier_read_its_patches_as_amplitudes(facies_shortcut_run, tmp_path):
+    from explain.zscores.__main__ import main as zscores_main
+
+    run, data, _ = facies_shortcut_run
+    assert zscores_main(["--model", str(run), "--data", str(data), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "zscores.csv")
+    assert set(table["output"]) == set(TWO_CLASSES) and table["sigma"].notna().all()

@@ -3,7 +3,7 @@
 A two-source model (inputs ``sar`` and ``mwr``) reads a manifest ``sar,mwr[,mask]`` of ``.npy``
 arrays, or a folder of AI4Arctic NetCDF scenes, cut into patches of the model's size with their
 valid pixels (land and no-data are left out of the statistics); an image classifier reads a
-folder or manifest of images, resized (and cropped, for SedNet) as in training. ``synthetic:NAME`` (also the default: the run's own data) is the
+folder or manifest of images, resized (and cropped, for SedNet) as in training; a one-channel classifier reads seismic patches as amplitudes. ``synthetic:NAME`` (also the default: the run's own data) is the
 cached set the run was trained on.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from datasets.ai4arctic import SAR_VARIABLES, chosen_variables, grid_patches, is_scene_folder, open_scene, scene_files
 from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
-from datasets.pipeline import for_model, model_inputs, stack_inputs
+from datasets.pipeline import for_model, model_inputs, read_source, stack_inputs
 from datasets.synthetic import cached_dataset
 from datasets.tables import BOX_COLUMNS, list_images, read_listed
 from explain.loading import ExplainError, LoadedRun, input_spec
@@ -85,13 +85,14 @@ def _stacked(chunk: list[tuple[dict, np.ndarray]]) -> tuple[dict, np.ndarray]:
         np.stack([valid for _, valid in chunk])
 
 
-def image_batches(model, source: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator:
-    """Batches of a classifier's inputs from an image folder or manifest, prepared as in training."""
-    spec = input_spec(model)
+def image_batches(run: LoadedRun, source: Path, batch_size: int, bad: list[dict], limit: int | None = None) -> Iterator:
+    """Batches of a classifier's inputs from a folder or manifest of images (or of one-channel
+    seismic patches), prepared as in training."""
+    spec = input_spec(run.model, run.amplitude_stats)
     table = list_images(source).head(limit)
     chunk = []
-    for row, image in read_each(table.itertuples(index=False), bad,
-                                 read=partial(read_listed, min_size=spec.min_source_size)):
+    read = partial(read_listed, min_size=spec.min_source_size, read=partial(read_source, spec=spec))
+    for row, image in read_each(table.itertuples(index=False), bad, read=read):
         box = np.array([getattr(row, c, np.nan) for c in BOX_COLUMNS], np.float32)
         chunk.append(model_inputs(image, box, spec))
         if len(chunk) == batch_size:
@@ -106,17 +107,17 @@ def model_batches(run: LoadedRun, data: str | None, batch_size: int, bad: list[d
     """The data path and its batches, read the way the run's model takes them.
 
     Raises:
-        ExplainError: the model takes inputs neither reader makes (e.g. seismic patches).
+        ExplainError: the model takes inputs no reader makes (e.g. a sequence).
     """
     source = resolve_data(run, data)
     if _takes_two_sources(run.model) and is_scene_folder(source):
         return source, scene_batches(run, source, batch_size, bad, limit)
     if _takes_two_sources(run.model):
         return source, fusion_batches(source, batch_size, bad, limit)
-    if len(run.model.inputs[0].shape) == 4 and run.model.inputs[0].shape[-1] == 3:
-        return source, image_batches(run.model, source, batch_size, bad, limit)
-    raise ExplainError(f"{run.path}: Z-scores read two-source (sar, mwr) scenes or RGB images; this model takes "
-                       f"{[tuple(t.shape) for t in run.model.inputs]}.")
+    if len(run.model.inputs[0].shape) == 4 and run.model.inputs[0].shape[-1] in (1, 3):
+        return source, image_batches(run, source, batch_size, bad, limit)
+    raise ExplainError(f"{run.path}: Z-scores read two-source (sar, mwr) scenes, RGB images or one-channel seismic "
+                       f"patches; this model takes {[tuple(t.shape) for t in run.model.inputs]}.")
 
 
 __all__ = ["fusion_batches", "image_batches", "model_batches", "resolve_data", "scene_batches"]
