@@ -30,6 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
+from datasets.fusion import FusionSample
 from datasets.images import UnreadableImageError
 
 SAR_DIMS = ("sar_lines", "sar_samples")
@@ -191,12 +192,14 @@ class ScenePatch:
 
     @property
     def valid(self) -> np.ndarray:
-        charted = ice_target(self.scene.chart_window(self.row, self.col, self.size), self.threshold)[1]
-        return charted & np.isfinite(self.scene.sar_window(self.row, self.col, self.size)).all(axis=-1)
+        return self.load().valid
 
-    def target(self) -> np.ndarray:
-        """(size, size, 2) float32: the ice mask and the valid pixels, read once."""
-        return np.stack([self.truth, self.valid], axis=-1).astype(np.float32)
+    def load(self) -> FusionSample:
+        """The patch's arrays, each window read once."""
+        sar = self.scene.sar_window(self.row, self.col, self.size)
+        ice, charted = ice_target(self.scene.chart_window(self.row, self.col, self.size), self.threshold)
+        return FusionSample(self.name, np.nan_to_num(sar), self.mwr, ice, self.split,
+                            charted & np.isfinite(sar).all(axis=-1))
 
 
 def patch_origins(scene: Scene, cells: int, threshold: int, min_valid: float = MIN_VALID_SHARE) -> np.ndarray:
@@ -211,12 +214,12 @@ def patch_origins(scene: Scene, cells: int, threshold: int, min_valid: float = M
     return np.argwhere(box / cells ** 2 >= min_valid) * step
 
 
-def grid_patches(scene: Scene, cells: int, threshold: int, split: str | None = None,
+def grid_patches(scene: Scene, origins: np.ndarray, cells: int, threshold: int, split: str | None = None,
                  rng: np.random.Generator | None = None) -> list[ScenePatch]:
-    """The scene's usable patches (:func:`patch_origins`) of ``cells`` cells a side on a grid,
-    shifted by a random whole number of cells (``rng``; None: from the corner)."""
+    """The scene's usable patches (``origins``, of :func:`patch_origins`) of ``cells`` cells a
+    side on a grid, shifted by a random whole number of cells (``rng``; None: from the corner)."""
     size = cells * scene.ratio
-    usable = {tuple(origin) for origin in patch_origins(scene, cells, threshold).tolist()}
+    usable = {tuple(origin) for origin in origins.tolist()}
     offset = [int(rng.integers(cells)) * scene.ratio if rng is not None else 0 for _ in range(2)]
     starts = [range(o if length >= o + size else 0, length - size + 1, size) for o, length in zip(offset, scene.shape)]
     return [ScenePatch(scene, row, col, size, threshold, split) for row in starts[0] for col in starts[1]
@@ -228,23 +231,21 @@ class PatchSampler:
     proportion to its usable places (:func:`patch_origins`), then one of its places; each patch
     reads its own window, so memory holds a batch, never the scenes."""
 
-    def __init__(self, scenes: list[Scene], cells: int, threshold: int, count: int, seed: int):
-        self.origins = [patch_origins(scene, cells, threshold) for scene in scenes]
-        usable = np.array([len(o) for o in self.origins], float)
-        if not usable.sum():
-            raise UnreadableImageError(f"no place in the training scenes has a patch of {cells} cells at least "
-                                       f"{MIN_VALID_SHARE:.0%} valid")
-        self.scenes, self.weights = scenes, usable / usable.sum()
+    def __init__(self, scenes: list[Scene], origins: list[np.ndarray], cells: int, threshold: int, count: int,
+                 seed: int):
+        usable = np.array([len(o) for o in origins], float)
+        self.scenes, self.origins, self.weights = scenes, origins, usable / usable.sum()
         self.size, self.threshold, self.count, self.seed = cells * scenes[0].ratio, threshold, count, seed
 
     def epoch(self, index: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """``count`` patches as ``({"sar", "mwr"}, target)``, seeded by the run's seed and ``index``."""
+        """``count`` patches as ``({"sar", "mwr"}, target)``, the target (size, size, 2): ice and
+        valid pixels; seeded by the run's seed and ``index``."""
         rng = np.random.default_rng([self.seed, index])
         for _ in range(self.count):
             k = int(rng.choice(len(self.scenes), p=self.weights))
             row, col = self.origins[k][int(rng.integers(len(self.origins[k])))]
-            patch = ScenePatch(self.scenes[k], int(row), int(col), self.size, self.threshold)
-            yield {"sar": patch.sar, "mwr": patch.mwr}, patch.target()
+            patch = ScenePatch(self.scenes[k], int(row), int(col), self.size, self.threshold).load()
+            yield patch.inputs, np.stack([patch.truth, patch.valid], axis=-1).astype(np.float32)
 
 
 def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: np.ndarray) -> None:

@@ -39,6 +39,10 @@ class FusionSample:
     def inputs(self) -> dict[str, np.ndarray]:
         return {"sar": self.sar, "mwr": self.mwr}
 
+    def load(self) -> FusionSample:
+        """Itself: its arrays are in memory (a ``datasets.ai4arctic.ScenePatch`` reads its own)."""
+        return self
+
 
 def read_fusion_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """The manifest's rows with absolute ``sar``, ``mwr`` and ``mask`` paths.

@@ -15,7 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from datasets.ai4arctic import SAR_VARIABLES, chosen_variables, grid_patches, is_scene_folder, open_scene, scene_files
+from datasets.ai4arctic import (SAR_VARIABLES, chosen_variables, grid_patches, is_scene_folder, open_scene,
+                                patch_origins, scene_files)
 from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, read_source, stack_inputs
@@ -70,8 +71,10 @@ def scene_batches(run: LoadedRun, source: Path, batch_size: int, bad: list[dict]
     chunk = []
     for _, scene in read_each(scene_files(source)[:limit], bad, path_of=str,
                               read=lambda path: open_scene(path, *variables)):
-        for patch in grid_patches(scene, cells, run.setting("ice_threshold", 2)):
-            chunk.append(({"sar": patch.sar, "mwr": patch.mwr}, patch.valid))
+        threshold = run.setting("ice_threshold", 2)
+        for patch in grid_patches(scene, patch_origins(scene, cells, threshold), cells, threshold):
+            patch = patch.load()
+            chunk.append((patch.inputs, patch.valid))
             if len(chunk) == batch_size:
                 yield _stacked(chunk)
                 chunk = []

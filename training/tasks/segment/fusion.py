@@ -23,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, ScenePatch, grid_patches, is_scene_folder, open_scene,
-                                scene_files)
+                                patch_origins, scene_files)
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.images import read_each
 from datasets.seismic import split_sections
@@ -75,6 +75,7 @@ class FusionData:
     def arrays(self, items: list[FusionSample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The stacked inputs and the targets of ``items``: (N, H, W, 1) float32 masks, or (N, H, W,
         2) masks and valid pixels when some pixels have no truth (``models.losses.IgnoringInvalid``)."""
+        items = [item.load() for item in items]
         targets = [s.truth if s.valid is None else np.stack([s.truth, s.valid], axis=-1) for s in items]
         targets = np.stack([t if t.ndim == 3 else t[..., None] for t in targets]).astype(np.float32)
         return stack_sources(items), targets
@@ -191,16 +192,18 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
     print(write_bad_files(pd.DataFrame(bad, columns=["path", "reason"]), run_dir / "bad_files.csv"), flush=True)
     splits = split_sections([None] * len(scenes), config.split_fractions(), config.seed)
     rng = np.random.default_rng(config.seed)
-    patches = [patch for scene, split in zip(scenes, splits)
-               for patch in grid_patches(scene, options.patch_cells, options.ice_threshold, split, rng)]
+    origins = [patch_origins(scene, options.patch_cells, options.ice_threshold) for scene in scenes]
+    patches = [patch for scene, usable, split in zip(scenes, origins, splits)
+               for patch in grid_patches(scene, usable, options.patch_cells, options.ice_threshold, split, rng)]
     pd.DataFrame({"scene": [str(s.path) for s in scenes], "split": splits}).to_csv(run_dir / "split.csv", index=False)
     counts = {split: sum(p.split == split for p in patches) for split in SPLITS}
     if not all(counts.values()):
         raise DataError(f"The scenes of {source} give no patch of {options.patch_cells} cells with at least "
                         f"{MIN_VALID_SHARE:.0%} valid pixels to the {'/'.join(k for k, v in counts.items() if not v)} "
                         "split(s); lower --patch-cells or add scenes.")
-    train = [scene for scene, split in zip(scenes, splits) if split == "train"]
-    sampler = PatchSampler(train, options.patch_cells, options.ice_threshold, counts["train"], config.seed)
+    train = [i for i, split in enumerate(splits) if split == "train"]
+    sampler = PatchSampler([scenes[i] for i in train], [origins[i] for i in train], options.patch_cells,
+                           options.ice_threshold, counts["train"], config.seed)
     size = options.patch_cells * scenes[0].ratio
     print(f"{len(scenes)} scenes (split {dict(zip(SPLITS, (splits.count(s) for s in SPLITS)))}); training draws "
           f"{counts['train']} patches of {size} px anew each epoch from {sum(map(len, sampler.origins))} places; "
