@@ -27,7 +27,6 @@ from datasets.console import quiet_command  # noqa: E402
 if __name__ == "__main__":
     quiet_command()
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 from sklearn.model_selection import GroupKFold, cross_val_predict  # noqa: E402

@@ -39,6 +39,7 @@ SAR_VARIABLES = ("nersc_sar_primary", "nersc_sar_secondary")
 AMSR2_VARIABLES = tuple(f"btemp_{band}{polarisation}" for band in ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
                         for polarisation in "hv")
 CHART_FILL = 255  # land, or no chart
+TARGETS = ("ice", "sic")  # the study's ice/water map from the chart, or the chart's concentration itself
 MIN_VALID_SHARE = 0.5  # a patch with less of its chart valid (not land, charted) is not used
 
 
@@ -56,6 +57,11 @@ class Scene:
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(int(self.dataset.sizes[d]) for d in SAR_DIMS)
+
+    @property
+    def has_chart(self) -> bool:
+        """Whether the scene has its SIC chart (a challenge's test scene has none)."""
+        return "SIC" in self.dataset.variables
 
     def chart(self, name: str = "SIC") -> np.ndarray:
         """The whole chart (uint8, the SAR grid): a chart is small beside the SAR stack."""
@@ -85,8 +91,9 @@ class Scene:
 
 
 def open_scene(path: str | os.PathLike, sar_variables: tuple[str, ...] = SAR_VARIABLES,
-               mwr_variables: tuple[str, ...] = AMSR2_VARIABLES) -> Scene:
-    """Opens and checks one scene file without reading its arrays.
+               mwr_variables: tuple[str, ...] = AMSR2_VARIABLES, chart: bool = True) -> Scene:
+    """Opens and checks one scene file without reading its arrays; ``chart``: the SIC chart is
+    required (for training), else checked only where the scene has one (to predict).
 
     Raises:
         UnreadableImageError: not a readable NetCDF file, a variable missing or on the wrong
@@ -101,7 +108,8 @@ def open_scene(path: str | os.PathLike, sar_variables: tuple[str, ...] = SAR_VAR
     except (OSError, ValueError, RuntimeError) as err:
         raise UnreadableImageError(f"is not a readable NetCDF scene ({err})") from err
     try:
-        _check_variables(dataset, sar_variables + ("SIC",), SAR_DIMS)
+        charted = chart or "SIC" in dataset.variables
+        _check_variables(dataset, sar_variables + (("SIC",) if charted else ()), SAR_DIMS)
         _check_variables(dataset, mwr_variables, COARSE_DIMS)
         ratio = _grid_ratio(dataset)
     except UnreadableImageError:
@@ -149,6 +157,17 @@ def ice_target(sic: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]
     return valid & (sic >= threshold), valid
 
 
+def concentration(sic: np.ndarray) -> np.ndarray:
+    """A SIC chart in tenths as float32 concentrations 0-1 (0 where land or uncharted)."""
+    return np.where(sic == CHART_FILL, 0, sic).astype(np.float32) / 10
+
+
+def ice_from_concentration(fraction: np.ndarray, threshold: int) -> np.ndarray:
+    """Where a concentration (0-1), rounded to the chart's tenths, is at least ``threshold``
+    tenths: the ice map a regressed SIC gives, comparable with :func:`ice_target`'s."""
+    return fraction * 10 >= threshold - 0.5
+
+
 def is_scene_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder of ``.nc`` scene files (or one ``.nc`` file)."""
     path = Path(path)
@@ -194,12 +213,17 @@ class ScenePatch:
     def valid(self) -> np.ndarray:
         return self.load().valid
 
+    @property
+    def concentration(self) -> np.ndarray:
+        return concentration(self.scene.chart_window(self.row, self.col, self.size))
+
     def load(self) -> FusionSample:
         """The patch's arrays, each window read once."""
         sar = self.scene.sar_window(self.row, self.col, self.size)
-        ice, charted = ice_target(self.scene.chart_window(self.row, self.col, self.size), self.threshold)
+        chart = self.scene.chart_window(self.row, self.col, self.size)
+        ice, charted = ice_target(chart, self.threshold)
         return FusionSample(self.name, np.nan_to_num(sar), self.mwr, ice, self.split,
-                            charted & np.isfinite(sar).all(axis=-1))
+                            charted & np.isfinite(sar).all(axis=-1), concentration(chart))
 
 
 def patch_origins(scene: Scene, cells: int, threshold: int, min_valid: float = MIN_VALID_SHARE) -> np.ndarray:
@@ -232,20 +256,22 @@ class PatchSampler:
     reads its own window, so memory holds a batch, never the scenes."""
 
     def __init__(self, scenes: list[Scene], origins: list[np.ndarray], cells: int, threshold: int, count: int,
-                 seed: int):
+                 seed: int, target: str = "ice"):
         usable = np.array([len(o) for o in origins], float)
         self.scenes, self.origins, self.weights = scenes, origins, usable / usable.sum()
         self.size, self.threshold, self.count, self.seed = cells * scenes[0].ratio, threshold, count, seed
+        self.target = target
 
     def epoch(self, index: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """``count`` patches as ``({"sar", "mwr"}, target)``, the target (size, size, 2): ice and
-        valid pixels; seeded by the run's seed and ``index``."""
+        """``count`` patches as ``({"sar", "mwr"}, target)``, the target (size, size, 2): the ice
+        mask (or the concentration, for the target "sic") and the valid pixels; seeded by the
+        run's seed and ``index``."""
         rng = np.random.default_rng([self.seed, index])
         for _ in range(self.count):
             k = int(rng.choice(len(self.scenes), p=self.weights))
             row, col = self.origins[k][int(rng.integers(len(self.origins[k])))]
             patch = ScenePatch(self.scenes[k], int(row), int(col), self.size, self.threshold).load()
-            yield patch.inputs, np.stack([patch.truth, patch.valid], axis=-1).astype(np.float32)
+            yield patch.inputs, patch.target(self.target)
 
 
 def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: np.ndarray) -> None:
@@ -261,8 +287,8 @@ def write_scene(path: str | os.PathLike, sar: np.ndarray, mwr: np.ndarray, sic: 
 
 
 def predict_scene(model, scene: Scene, batch_size: int = 8) -> np.ndarray:
-    """The ice probability of a whole scene from a two-source model (inputs ``sar`` and
-    ``mwr``), tile by tile at the model's input size with half-tile overlaps on whole radiometer
+    """A two-source model's (inputs ``sar`` and ``mwr``) per-pixel sigmoid over a whole scene
+    (the ice probability, or the concentration of a model that learnt it), tile by tile at the model's input size with half-tile overlaps on whole radiometer
     cells, blended without seams (:class:`datasets.tiles.TileBlender`); memory holds one batch of
     windows and the result, never the scene's stack of inputs.
 
@@ -290,14 +316,16 @@ def predict_scene(model, scene: Scene, batch_size: int = 8) -> np.ndarray:
     return blender.result()
 
 
-def write_probability(path: str | os.PathLike, probability: np.ndarray, scene: Scene) -> None:
-    """The probability as a NetCDF file on the scene's SAR grid, with the scene's geolocation
-    variables (``sar_grid2d_latitude`` and the like, when it has them) copied, so that a GIS or
-    the AI4Arctic tools place it beside the scene."""
+def write_probability(path: str | os.PathLike, probability: np.ndarray, scene: Scene,
+                      variable: str = "ice_probability") -> None:
+    """The prediction (an ice probability, or a concentration as ``variable``) as a NetCDF file
+    on the scene's SAR grid, with the scene's geolocation variables (``sar_grid2d_latitude`` and
+    the like, when it has them) copied, so that a GIS or the AI4Arctic tools place it beside the
+    scene."""
     import xarray as xr
 
     located = [name for name in scene.dataset.variables if "latitude" in name or "longitude" in name]
-    output = xr.Dataset({"ice_probability": (SAR_DIMS, probability.astype(np.float32))},
+    output = xr.Dataset({variable: (SAR_DIMS, probability.astype(np.float32))},
                         attrs={"source_scene": scene.path.name, **scene.dataset.attrs})
     for name in located:
         output[name] = scene.dataset[name].load()

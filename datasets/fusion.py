@@ -34,10 +34,26 @@ class FusionSample:
     truth: np.ndarray  # bool (H, W)
     split: str | None = None
     valid: np.ndarray | None = None  # bool (H, W): pixels with a truth (not land, not no-data); None: all
+    concentration: np.ndarray | None = None  # float32 (H, W): the chart's ice concentration, 0-1, where there is one
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
         return {"sar": self.sar, "mwr": self.mwr}
+
+    def target(self, kind: str = "ice") -> np.ndarray:
+        """The float32 target of a model: (H, W, 1), or (H, W, 2) with the valid pixels second
+        (``models.losses.IgnoringInvalid``); its first channel the ice mask, or for ``kind`` "sic"
+        the chart's concentration.
+
+        Raises:
+            DataError: a SIC target asked of a sample without a chart's concentration.
+        """
+        values = self.concentration if kind == "sic" else self.truth
+        if values is None:
+            raise DataError(f"{self.name} has no SIC chart: a concentration target needs AI4Arctic NetCDF scenes; "
+                            "a mask manifest trains the ice/water target")
+        stacked = values[..., None] if self.valid is None else np.stack([values, self.valid], axis=-1)
+        return stacked.astype(np.float32)
 
     def load(self) -> FusionSample:
         """Itself: its arrays are in memory (a ``datasets.ai4arctic.ScenePatch`` reads its own)."""

@@ -166,6 +166,10 @@ SEGMENTATION_LOSSES: dict[str, Callable] = {
     "kl": kl, "lovasz": lovasz, "mse": mse, "wing": wing, "bce+dice": bce_dice,
 }
 
+# The per-pixel losses that compare a probability with any target in [0, 1], such as a sea-ice
+# concentration; the others need a mask (region overlaps, boundaries, sorted errors).
+FRACTIONAL_TARGET_LOSSES = ("mse", "bce", "kl", "wing")
+
 INVALID_LOGIT = -30.0  # a sure "no": sigmoid 1e-13
 
 

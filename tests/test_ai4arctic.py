@@ -12,27 +12,34 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datasets.ai4arctic import AMSR2_VARIABLES, CHART_FILL, SAR_VARIABLES, open_scene
+from datasets.ai4arctic import (AMSR2_VARIABLES, CHART_FILL, SAR_VARIABLES, concentration, ice_from_concentration,
+                                ice_target, open_scene)
 from datasets.images import UnreadableImageError
 from models.losses import SEGMENTATION_LOSSES, IgnoringInvalid
 from models.metrics import ValidPixelIoU
 from training.config import parse_config
 from training.tasks import TASKS
-from training.tasks.segment.metrics import grouped_scores, mask_scores
+from training.tasks.segment.metrics import concentration_scores, grouped_scores, mask_scores
 
 SIDE, RATIO = 64, 8
 
 
 def write_scene(path: Path, seed: int = 0, land_columns: int = 0, no_data_rows: int = 0, drop: str | None = None,
-                coarse: tuple[int, int] = (SIDE // RATIO, SIDE // RATIO), chart_on_coarse: bool = False) -> Path:
+                coarse: tuple[int, int] = (SIDE // RATIO, SIDE // RATIO), chart_on_coarse: bool = False,
+                graded: bool = False) -> Path:
     """A scene in the published layout: HH, HV and SIC on the 80 m grid, 14 AMSR2 channels on the 2 km grid; ice
-    in the lower half (SIC 10 tenths), open water above (0); ``land_columns`` of land on the left (SIC 255),
-    ``no_data_rows`` without SAR (NaN) at the bottom."""
+    in the lower half (SIC 10 tenths), open water above (0), or with ``graded`` SIC rising from 0 to 10 tenths
+    down the rows; ``land_columns`` of land on the left (SIC 255), ``no_data_rows`` without SAR (NaN) at the
+    bottom; ``drop``: a variable left out."""
     rng = np.random.default_rng(seed)
     ice = np.zeros((SIDE, SIDE), bool)
     ice[SIDE // 2 + int(rng.integers(-8, 8)):] = True
     sic = np.where(ice, 10, 0).astype(np.uint8)
+    if graded:
+        sic = np.repeat((np.arange(SIDE) * 11 // SIDE)[:, None], SIDE, axis=1).astype(np.uint8)
+        ice = sic >= 5
     sic[:, :land_columns] = CHART_FILL
     with netCDF4.Dataset(path, "w") as nc:
         for name, size in (("sar_lines", SIDE), ("sar_samples", SIDE), ("2km_grid_lines", coarse[0]),
@@ -48,9 +55,10 @@ def write_scene(path: Path, seed: int = 0, land_columns: int = 0, no_data_rows: 
             if name != drop:
                 nc.createVariable(name, "f4", ("2km_grid_lines", "2km_grid_samples"))[:] = (
                     coarse_ice * 2.0 - 1 + rng.normal(0, 0.1, coarse))
-        dims = ("2km_grid_lines", "2km_grid_samples") if chart_on_coarse else ("sar_lines", "sar_samples")
-        chart = nc.createVariable("SIC", "u1", dims)
-        chart[:] = sic[::RATIO, ::RATIO] if chart_on_coarse else sic
+        if drop != "SIC":
+            dims = ("2km_grid_lines", "2km_grid_samples") if chart_on_coarse else ("sar_lines", "sar_samples")
+            chart = nc.createVariable("SIC", "u1", dims)
+            chart[:] = sic[::RATIO, ::RATIO] if chart_on_coarse else sic
         nc.pixel_spacing = 80
     return path
 
@@ -251,3 +259,146 @@ def test_training_draws_new_patches_each_epoch_reading_only_their_windows(tmp_pa
     again = TASKS["segment"].prepare_data(parse_config(argv, TASKS), tmp_path / "again")
     first = [x["sar"].numpy() for x, _ in again.dataset("train", parse_config(argv, TASKS), training=True)]
     assert all(np.array_equal(a, b[0]) for a, b in zip(first, epochs[0]))  # seeded
+
+
+def test_the_sic_target_is_the_charts_concentration_on_valid_pixels_in_validation_and_training(tmp_path):
+    """Break tried: the target built from the ice mask (a graded chart then learns 0 or 1 only)."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for i in range(3):
+        write_scene(folder / f"s{i}.nc", seed=i, land_columns=16, graded=True)
+    argv = ["--task", "segment", "--model", "fusion_aspp", "--data", str(folder), "--patch-cells", "4",
+            "--ice-target", "sic", "--no-augment"]
+    config = parse_config(argv, TASKS)
+    data = TASKS["segment"].prepare_data(config, tmp_path)
+    with netCDF4.Dataset(folder / "s0.nc") as nc:
+        chart = np.asarray(nc["SIC"][:])
+    for sample in data.samples:
+        row, col = (int(v) for v in sample.name.split("@")[1].split(","))
+        window = chart[row:row + 32, col:col + 32]
+        _, target = data.arrays([sample])
+        np.testing.assert_allclose(target[0, ..., 0], np.where(window == CHART_FILL, 0, window / 10), atol=1e-6)
+        assert np.array_equal(target[0, ..., 1], window != CHART_FILL)
+    _, drawn = next(data.sampler.epoch(0))
+    assert set(np.unique(drawn[..., 0])) - {0.0, 1.0}  # concentrations, not a mask
+    assert config.options.resolved_loss() == "mse"
+
+
+def test_concentration_scores_count_valid_pixels_only():
+    """R2 and RMSE of a half-land scene are those of its valid half alone, whatever is predicted on land.
+    Break tried: every pixel pooled (R2 -0.94 instead of the half's 0.92)."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 11, (32, 32)) / 10
+    predicted = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1)
+    valid = np.ones(truth.shape, bool)
+    valid[:, :16] = False
+    garbled = predicted.copy()
+    garbled[:, :16] = 1 - truth[:, :16]
+    scores = concentration_scores([(truth, garbled, valid)])
+    half = (truth[:, 16:].ravel(), predicted[:, 16:].ravel())
+    assert scores["sic_r2"] == pytest.approx(r2_score(*half))
+    assert scores["sic_rmse"] == pytest.approx(100 * np.sqrt(np.mean((half[0] - half[1]) ** 2)))
+    assert concentration_scores([(np.full((4, 4), 0.3), np.full((4, 4), 0.3), None)])["sic_r2"] is None
+
+
+def test_a_regressed_concentration_gives_the_charts_ice_map_at_every_threshold():
+    """The ice mask of a predicted SIC is the chart's where the prediction rounds to the chart's tenths."""
+    chart = np.arange(11, dtype=np.uint8)[None].repeat(3, axis=0)
+    for threshold in range(1, 11):
+        assert np.array_equal(ice_from_concentration(concentration(chart), threshold), ice_target(chart, threshold)[0])
+    assert list(ice_from_concentration(np.array([0.149, 0.151]), 2)) == [False, True]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ice-target", "sic", "--loss", "dice"], "loss=dice needs a mask; a concentration (ice_target=sic) trains "
+                                                "with mse or bce or kl or wing"),
+    (["--ice-target", "sic", "--model", "unet_resnet34"], "ice_target=sic: a concentration is learnt by a sea-ice "
+                                                          "model (fusion_aspp), not unet_resnet34"),
+])
+def test_a_concentration_target_refuses_mask_losses_and_salt_models(flags, message):
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config(["--task", "segment", "--model", "fusion_aspp", *flags], TASKS)
+
+
+def test_a_concentration_target_on_a_mask_manifest_says_it_needs_netcdf_scenes(tmp_path):
+    from datasets.tables import DataError
+
+    config = parse_config(["--task", "segment", "--model", "fusion_aspp", "--data", str(tmp_path / "scenes.csv"),
+                           "--ice-target", "sic"], TASKS)
+    with pytest.raises(DataError, match="--ice-target sic learns the SIC chart of AI4Arctic NetCDF scenes"):
+        TASKS["segment"].prepare_data(config, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sic_run(tmp_path_factory):
+    """A fusion_aspp run that regresses the concentration of four graded scenes, a quarter of each land."""
+    from training.run import main
+
+    root = tmp_path_factory.mktemp("sic")
+    (root / "data").mkdir()
+    for i in range(4):
+        write_scene(root / "data" / f"scene_{i}.nc", seed=i, land_columns=16, graded=True)
+    assert main(["--task", "segment", "--model", "fusion_aspp", "--data", str(root / "data"), "--patch-cells", "4",
+                 "--ice-target", "sic", "--epochs", "2", "--logdir", str(root / "logs"), "--run-name", "sic",
+                 "--tb-histogram-freq", "0", "--tb-gradcam-freq", "0"]) == 0
+    return root / "logs" / "sic"
+
+
+def test_a_concentration_run_reports_r2_and_rmse_per_split_and_scene(sic_run):
+    metrics = json.loads((sic_run / "metrics.json").read_text())
+    assert metrics["loss"] == "mse" and metrics["ice_target"] == "sic"
+    for split in ("val", "test"):
+        assert metrics[split]["sic_rmse"] >= 0 and metrics[split]["sic_r2"] is not None
+        assert all("sic_rmse" in scores for scores in metrics[split]["sections"].values())
+    events = EventAccumulator(str(sic_run / "validation"), size_guidance={"tensors": 0}).Reload()
+    assert all(len(events.Tensors(tag)) == 2 for tag in ("epoch_sic_r2", "epoch_sic_rmse"))
+
+
+def test_a_concentration_run_predicts_a_scene_into_a_concentration_file_scored_on_valid_pixels(sic_run, tmp_path):
+    from training.predict import main as predict_main
+
+    scene = sic_run.parent.parent / "data" / "scene_1.nc"
+    assert predict_main(["--model", str(sic_run), "--scene", str(scene), "--out", str(tmp_path)]) == 0
+    predicted = np.load(tmp_path / "scene_1_concentration.npy")
+    with netCDF4.Dataset(tmp_path / "scene_1_concentration.nc") as nc:
+        np.testing.assert_array_equal(nc["sea_ice_concentration"][:], predicted)
+    with netCDF4.Dataset(scene) as nc:
+        sic = np.asarray(nc["SIC"][:])
+    valid = sic != CHART_FILL
+    expected = {**mask_scores(sic >= 2, ice_from_concentration(predicted, 2), valid),
+                **concentration_scores([(sic / 10, predicted, valid)])}
+    assert json.loads((tmp_path / "scene_1_scores.json").read_text()) == pytest.approx(expected)
+
+
+def test_a_scene_without_a_chart_is_predicted_and_not_scored(scene_run, tmp_path, capsys):
+    """A challenge's test scene has no SIC chart: it is predicted whole, and nothing is scored."""
+    from training.predict import main as predict_main
+
+    scene = write_scene(tmp_path / "test_scene.nc", drop="SIC")
+    assert predict_main(["--model", str(scene_run), "--scene", str(scene), "--out", str(tmp_path / "out")]) == 0
+    assert np.load(tmp_path / "out" / "test_scene_probability.npy").shape == (SIDE, SIDE)
+    assert not (tmp_path / "out" / "test_scene_scores.json").exists()
+    assert "test_scene.nc: no mask to score against" in capsys.readouterr().out
+
+
+def test_the_default_sea_ice_data_are_the_synthetic_sets_netcdf_scenes_for_training_and_zscores(tmp_path):
+    """The default command's path runs through NetCDF: the task and the Z-scores of a run both read the scenes."""
+    from explain.loading import LoadedRun
+    from explain.zscores.data import resolve_data
+    from models.fusion import build_fusion_aspp
+
+    argv = ["--task", "segment", "--model", "fusion_aspp", "--synthetic-n", "6", "--synthetic-size", "32",
+            "--logdir", str(tmp_path)]
+    source = TASKS["segment"].resolve_source(parse_config(argv, TASKS))
+    assert source.name == "scenes" and len(list(source.glob("*.nc"))) == 6
+    salt = TASKS["segment"].resolve_source(parse_config(["--task", "segment", "--data", "synthetic:sea_ice",
+                                                         "--synthetic-n", "6", "--synthetic-size", "32",
+                                                         "--logdir", str(tmp_path)], TASKS))
+    assert salt == source.parent / "manifest.csv"  # a one-input model is not given scenes
+    run = LoadedRun(build_fusion_aspp(1, (32, 32, 2), mwr_scale=8, width=4), ["ice"],
+                    {"data": "synthetic:sea_ice", "synthetic_n": 6, "synthetic_size": 32}, tmp_path / "run" / "x")
+    assert resolve_data(run, None) == source

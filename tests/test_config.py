@@ -23,8 +23,9 @@ def test_defaults_are_the_main_job():
 def test_a_models_defaults_sit_between_its_tasks_and_the_users(tmp_path):
     """fusion_aspp trains on sea ice by default; YAML and flags still win."""
     config = parse_config(["--task", "segment", "--model", "fusion_aspp"], TASKS)
-    assert (config.data, config.synthetic_size, config.lr, config.options.loss) == ("synthetic:sea_ice", 96, 0.01,
-                                                                                  "bce+dice")
+    assert (config.data, config.synthetic_size, config.lr, config.options.resolved_loss()) == (
+        "synthetic:sea_ice", 96, 0.01, "bce+dice")
+    assert config.options.patch_cells == 12  # the synthetic set's own default, found through the model's data
     path = tmp_path / "c.yaml"
     path.write_text("data: scenes.csv\n")
     config = parse_config(["--config", str(path), "--task", "segment", "--model", "fusion_aspp", "--synthetic-size", "64"], TASKS)

@@ -45,6 +45,7 @@ def test_sea_ice_notebook_runs_end_to_end(tmp_path, monkeypatch):
     text, pictures = _execute("colab_sea_ice.ipynb", {"GEOXAI_EPOCHS": "1", "GEOXAI_SCENES": "8", "GEOXAI_SIZE": "32",
                                                       "GEOXAI_MWR_SCALE": "4"}, tmp_path, monkeypatch)
     assert "test scenes: Dice" in text and "share_standardized" in text and "mwr" in text
+    assert "ice_probability" in text and any((tmp_path / "predicted").glob("*_probability.nc"))  # a scene written back
     assert (tmp_path / "zscores" / "zscores.csv").is_file()
     assert pictures == 3
 

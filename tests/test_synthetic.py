@@ -135,3 +135,18 @@ def test_sea_ice_scenes_are_seeded_and_built_as_the_fusion_paper_reads_its_senso
         for band in range(2):
             ice, water = scene.sar[scene.ice, band].mean(), scene.sar[~scene.ice, band].mean()
             assert (water > ice + 0.5) if water_brighter else (water < ice - 0.5)
+
+
+def test_a_sea_ice_chart_of_cells_gives_each_radiometer_cell_its_ice_fraction_in_tenths(tmp_path):
+    import xarray as xr
+
+    ice = np.zeros((16, 16), bool)
+    ice[:8, :8] = True  # a whole cell
+    ice[8:11, 8:16] = True  # 24 of a cell's 64 pixels: 3.75 tenths, charted 4
+    chart = sea_ice.ice_chart(ice, 8, "cells")
+    assert (chart[:8, :8] == 10).all() and (chart[8:, 8:] == 4).all() and (chart[:8, 8:] == 0).all()
+    assert np.array_equal(sea_ice.ice_chart(ice, 8), np.where(ice, 10, 0))
+    write_dataset("sea_ice", tmp_path, n=2, size=32, chart="cells")
+    with xr.open_dataset(tmp_path / "scenes" / "sea_ice_00000.nc") as scene:
+        sic = scene["SIC"].values
+    assert np.array_equal(sic[::8, ::8].repeat(8, 0).repeat(8, 1), sic)  # one value a cell

@@ -371,7 +371,8 @@ def parse_config(argv: list[str] | None, tasks: Mapping[str, Any]) -> TrainConfi
         problems.append(f"preset={user['preset']!r}: --task {task.name} has "
                         + (f"the presets {list(task.presets)}" if task.presets else "no presets"))
     model = MODELS.get(user.get("model", preset.values.get("model", task.defaults.get("model", TrainConfig.model))))
-    data = _synthetic_defaults(user.get("data", preset.values.get("data", task.defaults.get("data", TrainConfig.data))))
+    data = _synthetic_defaults(user.get("data", preset.values.get("data", (model.defaults if model else {}).get(
+        "data", task.defaults.get("data", TrainConfig.data)))))
     values = {**task.defaults, **data, **(model.defaults if model else {}), **preset.values, **user}
     option_names, shared_names = set(_field_types(task.options)), set(_field_types(TrainConfig))
     config = TrainConfig(**{k: v for k, v in values.items() if k in shared_names},

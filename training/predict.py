@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.ai4arctic import (SAR_VARIABLES, chosen_variables, ice_target, open_scene, predict_scene,
-                                write_probability)
+from datasets.ai4arctic import (SAR_VARIABLES, chosen_variables, concentration, ice_from_concentration, ice_target,
+                                open_scene, predict_scene, write_probability)
 from datasets.images import UnreadableImageError, write_image
 from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, finite_samples, headers_from, read_labelled_section,
                               read_section)
 from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
-from training.tasks.segment.metrics import mask_scores
+from training.tasks.segment.metrics import concentration_scores, mask_scores
 from training.tasks.segment import predict_section, section_picture
 
 
@@ -46,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="a segmentation run folder (holding model.keras)")
     parser.add_argument("--section", nargs="+", help="section file(s): .sgy/.segy, .npy, .png, .tif")
     parser.add_argument("--scene", nargs="+", help="a sea-ice (fusion_aspp) run: AI4Arctic NetCDF scene file(s), each "
-                                                   "predicted whole, tile by tile; writes the ice probability as .npy "
-                                                   "and as NetCDF with the scene's geolocation, and, where the scene "
-                                                   "has a SIC chart, Dice/IoU/PS over its valid pixels")
+                                                   "predicted whole, tile by tile; writes the ice probability (or, "
+                                                   "for a run of --ice-target sic, the concentration) as .npy and as "
+                                                   "NetCDF with the scene's geolocation, and, where the scene has a "
+                                                   "SIC chart, Dice/IoU/PS (and R2, RMSE) over its valid pixels")
     parser.add_argument("--cube", help="a 3D SEG-Y survey instead: every inline (or crossline, --along) predicted and "
                                        "written as the SEG-Y --out (e.g. salt.sgy) with the survey's own headers, one "
                                        "line in memory at a time; a killed run started again goes on where it stopped")
@@ -92,19 +93,32 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
 
 
 def predict_scene_file(run, path: str, args: argparse.Namespace) -> dict:
-    """Predicts one NetCDF scene whole and writes its files; returns its scores against its chart."""
+    """Predicts one NetCDF scene whole and writes its files; returns its scores against its chart.
+    A run that learnt the ice mask writes the ice probability (``<scene>_probability``); one that
+    learnt the concentration writes it (``<scene>_concentration``, 0-1) and scores its R² and
+    RMSE beside the ice mask it gives at the run's threshold."""
     scene = open_scene(path, *chosen_variables(run.setting("sar_variables", ",".join(SAR_VARIABLES)),
-                                               run.setting("mwr_variables", "amsr2")))
+                                               run.setting("mwr_variables", "amsr2")), chart=False)
+    threshold, regressed = run.setting("ice_threshold", 2), run.setting("ice_target", "ice") == "sic"
     try:
-        probability = predict_scene(run.model, scene, args.batch_size)
+        prediction = predict_scene(run.model, scene, args.batch_size)
         out, stem = Path(args.out), Path(path).stem
+        kind = "concentration" if regressed else "probability"
         out.mkdir(parents=True, exist_ok=True)
-        np.save(out / f"{stem}_probability.npy", probability)
-        write_probability(out / f"{stem}_probability.nc", probability, scene)
-        ice, valid = ice_target(scene.chart("SIC"), run.setting("ice_threshold", 2))
+        np.save(out / f"{stem}_{kind}.npy", prediction)
+        write_probability(out / f"{stem}_{kind}.nc", prediction, scene,
+                          "sea_ice_concentration" if regressed else "ice_probability")
+        chart = scene.chart("SIC") if scene.has_chart else None
     finally:
         scene.close()
-    scores = mask_scores(ice, probability > args.threshold, valid)
+    if chart is None:
+        return {}
+    ice, valid = ice_target(chart, threshold)
+    if regressed:
+        scores = {**mask_scores(ice, ice_from_concentration(prediction, threshold), valid),
+                  **concentration_scores([(concentration(chart), prediction, valid)])}
+    else:
+        scores = mask_scores(ice, prediction > args.threshold, valid)
     (out / f"{stem}_scores.json").write_text(json.dumps(scores, indent=2))
     return scores
 

@@ -59,6 +59,12 @@ class SyntheticSet:
     classes_for: Callable | None = None  # (options) -> the classes, when the options decide them
     input_kind: str = "photo"  # or "seismic": one-channel amplitude patches (datasets.pipeline)
     training_defaults: Mapping[str, Any] = field(default_factory=dict)  # over the task's, for --data synthetic:NAME
+    scenes: str | None = None  # a folder of NetCDF scenes beside the manifest, which two-source models read
+    version: int = 1  # raised when the files written change, so that older caches are written anew
+
+    def source(self, manifest: Path, two_source: bool) -> Path:
+        """What a reader of this set takes: its manifest, or a two-source model its scene folder."""
+        return manifest.parent / self.scenes if two_source and self.scenes else manifest
 
     def labels(self, options: dict[str, Any]) -> tuple[str, ...]:
         return self.classes_for(options) if self.classes_for else self.classes
@@ -148,7 +154,8 @@ def _write_sea_ice(rng, size, label, stem, out: Path, options) -> list[dict]:
         (out / source).mkdir(parents=True, exist_ok=True)
         np.save(out / paths[source], getattr(scene, source))
     write_image(out / paths["mask"], scene.ice.astype(np.uint8) * 255)
-    write_scene(out / "scenes" / f"{stem}.nc", scene.sar, scene.mwr, np.where(scene.ice, 10, 0))
+    write_scene(out / "scenes" / f"{stem}.nc", scene.sar, scene.mwr,
+                sea_ice.ice_chart(scene.ice, options["mwr_scale"], options["chart"]))
     return [dict(**paths, label=label, wind=round(scene.wind, 3), ice_roughness=round(scene.ice_roughness, 3),
                  ice_fraction=round(float(scene.ice.mean()), 3))]
 
@@ -250,11 +257,16 @@ register("seismic_facies", SyntheticSet(
 register("sea_ice", SyntheticSet(
     "sea-ice scenes from two sensors: SAR (HH, HV) at full resolution, where rough open water can be as bright as "
     "ice, and a 14-channel radiometer at 1/mwr_scale resolution with clear ice/water contrast; exact ice masks; "
-    ".npy arrays and, under scenes/, the same scenes as AI4Arctic NetCDF files; --size is the SAR side in pixels",
+    ".npy arrays and, under scenes/, the same scenes as AI4Arctic NetCDF files (which two-source runs read); --size "
+    "is the SAR side in pixels",
     ("ice",), (), _write_sea_ice,
     (Option("mwr_scale", int, 8, "SAR pixels per radiometer pixel along a side (must divide --size)",
-            bounds=(1, 64)),),
-    preview=_preview_sea_ice))
+            bounds=(1, 64)),
+     Option("chart", str, "exact", "the NetCDF scenes' SIC chart: exact (10 tenths on the ice mask, 0 elsewhere) or "
+                                   "cells (each radiometer cell's ice fraction in tenths, a chart of graded "
+                                   "concentrations)", choices=sea_ice.CHARTS)),
+    preview=_preview_sea_ice, scenes="scenes", version=2,
+    training_defaults={"patch_cells": 12}))  # a default 96-pixel scene whole: 12 cells of 8 pixels
 
 
 register("sem_crystals", SyntheticSet(
@@ -301,7 +313,8 @@ def cached_dataset(name: str, cache_root: str | os.PathLike, n: int, seed: int, 
     """Returns the manifest of a synthetic set under ``cache_root``, writing it on first use."""
     if name not in GENERATORS:
         raise ValueError(f"Unknown synthetic data set {name!r}; choose one of {sorted(GENERATORS)}.")
-    key = {"name": name, "n": n, "seed": seed, "size": size, **GENERATORS[name].resolve_options(options)}
+    spec = GENERATORS[name]
+    key = {"name": name, "n": n, "seed": seed, "size": size, **spec.resolve_options(options), "version": spec.version}
     tag = "-".join(str(v) for v in key.values())
     folder = Path(cache_root) / "_synthetic" / tag
     manifest = folder / "manifest.csv"

@@ -98,6 +98,21 @@ def radiometer(rng: np.random.Generator, ice: np.ndarray, scale: int) -> np.ndar
     return np.stack(channels, axis=-1).astype(np.float32)
 
 
+CHARTS = ("exact", "cells")
+
+
+def ice_chart(ice: np.ndarray, mwr_scale: int, chart: str = "exact") -> np.ndarray:
+    """A SIC chart (uint8 tenths, on the SAR grid) of the ice mask: ``exact`` 10 on ice and 0 on
+    water; ``cells`` each radiometer cell's ice fraction rounded to tenths, as an ice chart
+    gives one concentration for a polygon."""
+    if chart == "exact":
+        return np.where(ice, 10, 0).astype(np.uint8)
+    rows, cols = ice.shape
+    fraction = ice.reshape(rows // mwr_scale, mwr_scale, cols // mwr_scale, mwr_scale).mean(axis=(1, 3))
+    tenths = np.rint(fraction * 10).astype(np.uint8)
+    return np.repeat(np.repeat(tenths, mwr_scale, axis=0), mwr_scale, axis=1)
+
+
 def generate(rng: np.random.Generator, size: int, mwr_scale: int = 8, wind: float | None = None,
              ice_roughness: float | None = None) -> Scene:
     """One scene ``size`` x ``size`` SAR pixels; ``size`` must be a multiple of ``mwr_scale``."""

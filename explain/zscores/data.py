@@ -20,14 +20,15 @@ from datasets.ai4arctic import (SAR_VARIABLES, chosen_variables, grid_patches, i
 from datasets.fusion import read_fusion_manifest, stack_sources, usable_samples
 from datasets.images import read_each
 from datasets.pipeline import for_model, model_inputs, read_source, stack_inputs
-from datasets.synthetic import cached_dataset
+from datasets.synthetic import GENERATORS, cached_dataset
 from datasets.tables import BOX_COLUMNS, list_images, read_listed
 from explain.loading import ExplainError, LoadedRun, input_spec
 from models.fusion import INPUT_NAMES as FUSION_INPUTS
 
 
 def resolve_data(run: LoadedRun, data: str | None) -> Path:
-    """The data path: ``data``, or the run's own; ``synthetic:NAME`` becomes the cached set.
+    """The data path: ``data``, or the run's own; ``synthetic:NAME`` becomes the cached set (for a
+    two-source model, its NetCDF scenes).
 
     Raises:
         ExplainError: no data given and the run does not say what it trained on.
@@ -37,9 +38,11 @@ def resolve_data(run: LoadedRun, data: str | None) -> Path:
         raise ExplainError(f"{run.path} has no config.yaml naming its data; pass --data.")
     if not str(data).startswith("synthetic:"):
         return Path(data).expanduser()
+    name = str(data).split(":", 1)[1]
     options = {"n": run.config.get("synthetic_n", 600), "seed": run.config.get("seed", 0),
                "size": run.config.get("synthetic_size", 128)}
-    return cached_dataset(str(data).split(":", 1)[1], run.path.parent.parent, **options)
+    return GENERATORS[name].source(cached_dataset(name, run.path.parent.parent, **options),
+                                   _takes_two_sources(run.model))
 
 
 def _takes_two_sources(model) -> bool:

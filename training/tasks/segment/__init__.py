@@ -26,15 +26,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import SAR_VARIABLES, chosen_variables
+from datasets.ai4arctic import SAR_VARIABLES, TARGETS, chosen_variables
 from datasets.images import write_image
+from datasets.synthetic import GENERATORS
 from datasets.seismic import (NORMALIZATIONS, LabelledSection, SegyHeaders, load_labelled_sections,
                               read_section_manifest, section_image, section_patches, split_sections)
 from datasets.tables import SPLITS, DataError, write_bad_files
 from datasets.tiles import blend_tiles
 from models import MODELS, build_model
 from models.fusion import SIZES as FUSION_SIZES
-from models.losses import SEGMENTATION_LOSSES, IgnoringInvalid
+from models.losses import FRACTIONAL_TARGET_LOSSES, SEGMENTATION_LOSSES, IgnoringInvalid
 from models.metrics import ValidPixelIoU
 from training import summaries as tb
 from training.config import Preset, TaskOptions, TrainConfig, option
@@ -46,6 +47,7 @@ from training.tasks.segment.panels import error_panel, gray, strip
 
 SCORES = ("dice", "iou", "ps")
 GROUP_SCORES = ("bearing_dice", "bearing_iou", "bearing_ps", "empty_right", "competition")  # where a group has members
+CONCENTRATION_SCORES = ("sic_r2", "sic_rmse")  # a sea-ice concentration target's
 
 
 @dataclass
@@ -79,6 +81,14 @@ class SegmentationData:
 
     def picture(self, item: LabelledSection, probability: np.ndarray) -> np.ndarray:
         return section_picture(item.amplitude, item.salt, probability)
+
+    @staticmethod
+    def mask(probability: np.ndarray) -> np.ndarray:
+        return probability > 0.5
+
+    def target_scores(self, items: list[LabelledSection], probabilities: list[np.ndarray]) -> dict:
+        """Scores beyond the mask's: none for salt."""
+        return {}
 
     picture_legend = "section, true salt, predicted probability, error (blue: missed salt, red: false salt)"
 
@@ -212,10 +222,12 @@ class SectionScores(tb.SummaryCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = self.data.predict(self.model, self.items, self.batch_size)
-        scores = grouped_scores([(item.truth, p > 0.5, item.valid) for item, p in zip(self.items, probabilities)])
+        scores = grouped_scores([(item.truth, self.data.mask(p), item.valid)
+                                 for item, p in zip(self.items, probabilities)])
+        scores |= self.data.target_scores(self.items, probabilities)
         if logs is not None:
-            logs.update({f"val_{name}": scores[name] for name in (*SCORES, *GROUP_SCORES)
-                         if not np.isnan(scores[name])})
+            logs.update({f"val_{name}": scores[name] for name in (*SCORES, *GROUP_SCORES, *CONCENTRATION_SCORES)
+                         if scores.get(name) is not None and not np.isnan(scores[name])})
         if self.active and self.picture_freq and epoch % self.picture_freq == 0:
             self._write_pictures(epoch, probabilities)
 
@@ -230,8 +242,9 @@ class SectionScores(tb.SummaryCallback):
 class SegmentOptions(TaskOptions):
     """``--task segment``'s own options."""
 
-    loss: str = option("bce+dice", lambda: f"the loss, one of the salt thesis's eleven: {', '.join(SEGMENTATION_LOSSES)} "
-                                           "(bce+dice is its baseline)", choices=lambda: SEGMENTATION_LOSSES)
+    loss: str = option("auto", lambda: f"the loss, one of the salt thesis's eleven: {', '.join(SEGMENTATION_LOSSES)}; "
+                                       "auto: its baseline bce+dice, or mse for --ice-target sic",
+                       choices=lambda: ("auto", *SEGMENTATION_LOSSES))
     patch_size: int = option(64, "side in pixels of the square patches cut from the sections (a multiple of 32)")
     stride: int = option(32, "pixels between patch origins, in training and when whole sections are predicted "
                              "(overlaps are blended)")
@@ -249,6 +262,10 @@ class SegmentOptions(TaskOptions):
                                   "of AI4Arctic's 2 km are 250 SAR pixels)")
     ice_threshold: int = option(2, "NetCDF sea-ice scenes: ice where the chart's SIC is at least this many tenths "
                                    "(2: 20 per cent, the first class above the 15 per cent ice edge)")
+    ice_target: str = option("ice", "NetCDF sea-ice scenes: what the model learns, ice (the study's ice/water map, "
+                                    "SIC >= --ice-threshold) or sic (the chart's concentration per pixel, regressed "
+                                    "0-100 per cent and scored by R2 and RMSE as the AutoICE challenge)",
+                             choices=TARGETS)
     sar_variables: str = option(",".join(SAR_VARIABLES), "NetCDF sea-ice scenes: the SAR variables fed to the model, "
                                                          "comma-separated (default HH and HV)")
     mwr_variables: str = option("amsr2", "NetCDF sea-ice scenes: the coarse-grid variables fed to the model, "
@@ -257,6 +274,12 @@ class SegmentOptions(TaskOptions):
     def variables(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The SAR and coarse-grid variable names of NetCDF scenes."""
         return chosen_variables(self.sar_variables, self.mwr_variables)
+
+    def resolved_loss(self) -> str:
+        """The loss's name, ``auto`` resolved: mse for a concentration, the thesis's bce+dice for a mask."""
+        if self.loss != "auto":
+            return self.loss
+        return "mse" if self.ice_target == "sic" else "bce+dice"
 
     def value_problems(self) -> list[str]:
         problems = [f"encoder_width={self.encoder_width} must be >= 8"] if self.encoder_width < 8 else []
@@ -286,6 +309,8 @@ class SegmentTask(Task):
          "batch_size": 16, "lr": 3e-3, "deterministic": False})}
 
     def config_problems(self, config: TrainConfig) -> list[str]:
+        if config.options.ice_target == "sic":
+            return self._concentration_problems(config)
         if is_fusion_model(config.model):
             return []  # scenes are fed whole: no patches
         problems = []
@@ -294,6 +319,22 @@ class SegmentTask(Task):
         if not 1 <= config.options.stride <= config.options.patch_size:
             problems.append(f"stride={config.options.stride} must lie in [1, patch_size={config.options.patch_size}]")
         return problems
+
+    def resolve_source(self, config: TrainConfig) -> Path:
+        """The data path; a two-source model reads a synthetic set's NetCDF scenes (sea ice)."""
+        source = super().resolve_source(config)
+        if not config.data.startswith("synthetic:"):
+            return source
+        return GENERATORS[config.data.split(":", 1)[1]].source(source, is_fusion_model(config.model))
+
+    @staticmethod
+    def _concentration_problems(config: TrainConfig) -> list[str]:
+        problems = [] if is_fusion_model(config.model) else [
+            f"ice_target=sic: a concentration is learnt by a sea-ice model (fusion_aspp), not {config.model}"]
+        loss = config.options.resolved_loss()
+        return problems + ([] if loss in FRACTIONAL_TARGET_LOSSES else [
+            f"loss={loss} needs a mask; a concentration (ice_target=sic) trains with "
+            f"{' or '.join(FRACTIONAL_TARGET_LOSSES)}"])
 
     def prepare_data(self, config: TrainConfig, run_dir: Path) -> SegmentData:
         prepare = prepare_fusion_data if is_fusion_model(config.model) else prepare_segmentation_data
@@ -305,7 +346,7 @@ class SegmentTask(Task):
 
     def compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                 jit: bool) -> None:
-        model.compile(optimizer=optimizer, loss=IgnoringInvalid(config.options.loss),
+        model.compile(optimizer=optimizer, loss=IgnoringInvalid(config.options.resolved_loss()),
                       metrics=[ValidPixelIoU(target_class_ids=[1], threshold=0.0, name="patch_iou")],
                       jit_compile=jit)
 
@@ -320,27 +361,32 @@ class SegmentTask(Task):
         for split in SPLITS:
             items = data.items(split)
             per_item, pairs = {}, []
-            for item, probability in zip(items, data.predict(model, items, config.batch_size)):
-                pairs.append((item.truth, probability > 0.5, item.valid))
-                per_item[item.name] = {**mask_scores(*pairs[-1]), "salt": bool(item.truth.any()),
-                                       "predicted_salt": bool(pairs[-1][1].any())}
+            predictions = data.predict(model, items, config.batch_size)
+            for item, probability in zip(items, predictions):
+                pairs.append((item.truth, data.mask(probability), item.valid))
+                per_item[item.name] = {**mask_scores(*pairs[-1]), **data.target_scores([item], [probability]),
+                                       "salt": bool(item.truth.any()), "predicted_salt": bool(pairs[-1][1].any())}
                 if split == "test":
                     write_image(pictures / f"{Path(item.name).stem}.png", data.picture(item, probability))
             grouped = {name: None if isinstance(v, float) and np.isnan(v) else v
                        for name, v in grouped_scores(pairs).items()}
-            metrics[split] = {**grouped, "count": len(per_item), "sections": per_item}
+            metrics[split] = {**grouped, **data.target_scores(items, predictions), "count": len(per_item),
+                              "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
-            {"class_names": data.class_names, "loss": config.options.loss, "ps_band_width": BAND_WIDTH,
+            {"class_names": data.class_names, "loss": config.options.resolved_loss(), "ps_band_width": BAND_WIDTH,
              **data.settings(config), **metrics}, indent=2))
         return {"class_names": data.class_names, **metrics}
 
     def final_scalars(self, metrics: dict) -> dict[str, float]:
-        return {f"{split}_{name}": metrics[split][name] for split in SPLITS for name in (*SCORES, *GROUP_SCORES)
-                if metrics[split][name] is not None}
+        return {f"{split}_{name}": metrics[split][name] for split in SPLITS
+                for name in (*SCORES, *GROUP_SCORES, *CONCENTRATION_SCORES) if metrics[split].get(name) is not None}
 
     def headline(self, metrics: dict) -> str:
         test = metrics["test"]
         line = f"Test: Dice {test['dice']:.3f}, PS {test['ps']:.3f}, IoU {test['iou']:.3f} (mean of {test['count']})"
+        if test.get("sic_rmse") is not None:
+            r2 = "undefined (one concentration)" if test["sic_r2"] is None else f"{test['sic_r2']:.3f}"
+            line += f"; concentration R² {r2}, RMSE {test['sic_rmse']:.1f} percentage points"
         if test["empty_count"] and test["bearing_count"]:
             name = self.target_name(metrics)
             line += (f"; {name}-bearing ({test['bearing_count']}): Dice {test['bearing_dice']:.3f}, IoU "

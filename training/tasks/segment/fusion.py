@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, ScenePatch, grid_patches, is_scene_folder, open_scene,
-                                patch_origins, scene_files)
+from datasets.ai4arctic import (MIN_VALID_SHARE, PatchSampler, ScenePatch, grid_patches, ice_from_concentration,
+                                is_scene_folder, open_scene, patch_origins, scene_files)
 from datasets.fusion import FusionSample, load_fusion_samples, read_fusion_manifest, stack_sources
 from datasets.images import read_each
 from datasets.seismic import split_sections
@@ -32,6 +32,7 @@ from models import MODELS
 from models.fusion import INPUT_NAMES
 from training.tasks import global_batch
 from training.tasks.segment.inference import predict_batches
+from training.tasks.segment.metrics import concentration_scores
 from training.tasks.segment.panels import error_panel, gray, strip
 
 if TYPE_CHECKING:
@@ -48,17 +49,35 @@ def is_fusion_model(model: str) -> bool:
 
 @dataclass
 class FusionData:
-    """Labelled two-source scenes, split as wholes."""
+    """Labelled two-source scenes, split as wholes, and the target learnt from them: the ice
+    mask (``"ice"``), or the chart's ice concentration (``"sic"``, NetCDF scenes), regressed as
+    a fraction and cut into an ice mask at ``threshold`` tenths for the mask scores."""
 
     samples: list[FusionSample | ScenePatch]
     class_names: list[str] = field(default_factory=lambda: ["ice"])
     sampler: PatchSampler | None = None  # NetCDF scenes: training patches drawn anew each epoch
+    target: str = "ice"
+    threshold: int = 2
 
-    picture_legend = ("SAR HH, radiometer (one channel, upsampled), true ice, predicted probability, error "
-                      "(blue: missed ice, red: false ice; dark red: land or no data, not scored)")
+    @property
+    def picture_legend(self) -> str:
+        shown = "true and predicted concentration" if self.target == "sic" else "true ice, predicted probability"
+        return (f"SAR HH, radiometer (one channel, upsampled), {shown}, error (blue: missed ice, red: false ice; "
+                "dark red: land or no data, not scored)")
 
     def items(self, split: str) -> list[FusionSample]:
         return [s for s in self.samples if s.split == split]
+
+    def mask(self, prediction: np.ndarray) -> np.ndarray:
+        """The ice mask of a predicted probability, or of a predicted concentration at the threshold."""
+        return ice_from_concentration(prediction, self.threshold) if self.target == "sic" else prediction > 0.5
+
+    def target_scores(self, items: list[FusionSample | ScenePatch], predictions: list[np.ndarray]) -> dict:
+        """R² and RMSE of the predicted concentration (``sic_r2``, ``sic_rmse``) for the SIC target."""
+        if self.target != "sic":
+            return {}
+        loaded = [item.load() for item in items]
+        return concentration_scores([(s.concentration, p, s.valid) for s, p in zip(loaded, predictions)])
 
     @property
     def mwr_scale(self) -> int:
@@ -70,15 +89,15 @@ class FusionData:
 
     def settings(self, config: TrainConfig) -> dict:
         sample = self.samples[0]
-        return {"sar_shape": list(sample.sar.shape), "mwr_shape": list(sample.mwr.shape), "mwr_scale": self.mwr_scale}
+        return {"sar_shape": list(sample.sar.shape), "mwr_shape": list(sample.mwr.shape), "mwr_scale": self.mwr_scale,
+                "ice_target": self.target}
 
     def arrays(self, items: list[FusionSample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The stacked inputs and the targets of ``items``: (N, H, W, 1) float32 masks, or (N, H, W,
-        2) masks and valid pixels when some pixels have no truth (``models.losses.IgnoringInvalid``)."""
+        """The stacked inputs and the targets of ``items``: (N, H, W, 1) float32 masks (or
+        concentrations), or (N, H, W, 2) with the valid pixels second when some pixels have no
+        truth (``models.losses.IgnoringInvalid``)."""
         items = [item.load() for item in items]
-        targets = [s.truth if s.valid is None else np.stack([s.truth, s.valid], axis=-1) for s in items]
-        targets = np.stack([t if t.ndim == 3 else t[..., None] for t in targets]).astype(np.float32)
-        return stack_sources(items), targets
+        return stack_sources(items), np.stack([s.target(self.target) for s in items])
 
     def dataset(self, split: str, config: TrainConfig, training: bool = False, replicas: int = 1) -> tf.data.Dataset:
         """Batches of ({sar, mwr}, mask); training shuffles (or, from NetCDF scenes, draws patches
@@ -111,8 +130,10 @@ class FusionData:
             probabilities += list(1 / (1 + np.exp(-logits[..., 0])))
         return probabilities
 
-    def picture(self, item: FusionSample, probability: np.ndarray) -> np.ndarray:
-        return fusion_picture(item, probability)
+    def picture(self, item: FusionSample | ScenePatch, prediction: np.ndarray) -> np.ndarray:
+        item = item.load()
+        truth = item.concentration if self.target == "sic" else item.truth.astype(np.float32)
+        return fusion_picture(item, truth, prediction, self.mask(prediction))
 
 
 def _flip(inputs, mask, seed: int):
@@ -124,16 +145,17 @@ def _flip(inputs, mask, seed: int):
     return inputs, mask
 
 
-def fusion_picture(sample: FusionSample, probability: np.ndarray) -> np.ndarray:
-    """SAR HH, one radiometer channel upsampled, truth, probability and error side by side (RGB
-    uint8); pixels without truth (land, no data) are dark red on the truth and error panels."""
+def fusion_picture(sample: FusionSample, truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """SAR HH, one radiometer channel upsampled, the truth and the prediction (0-1: an ice mask
+    and probability, or concentrations), and the error of the predicted ice ``mask`` side by side
+    (RGB uint8); pixels without truth (land, no data) are dark red on the truth and error panels."""
     rows, cols = sample.sar.shape[:2]
     channel = sample.mwr[..., min(PREVIEW_CHANNEL, sample.mwr.shape[-1] - 1)]
     radiometer = cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_NEAREST)
-    truth, error = gray(sample.truth.astype(np.float32)), error_panel(sample.truth, probability > 0.5)
+    truth, error = gray(truth), error_panel(sample.truth, mask)
     if sample.valid is not None:
         truth[~sample.valid] = error[~sample.valid] = INVALID_COLOUR
-    return strip([_stretch(sample.sar[..., 0]), _stretch(radiometer), truth, gray(probability), error])
+    return strip([_stretch(sample.sar[..., 0]), _stretch(radiometer), truth, gray(prediction), error])
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -150,6 +172,9 @@ def prepare_fusion_data(source: Path, config: TrainConfig, run_dir: Path) -> Fus
     """
     if is_scene_folder(source):
         return prepare_scene_data(source, config, run_dir)
+    if config.options.ice_target == "sic":
+        raise DataError(f"{source}: --ice-target sic learns the SIC chart of AI4Arctic NetCDF scenes; a sar,mwr,mask "
+                        "manifest has only ice masks (train it with --ice-target ice)")
     table = read_fusion_manifest(source)
     bad: list[dict] = []
     samples = load_fusion_samples(table, bad)
@@ -203,11 +228,13 @@ def prepare_scene_data(source: Path, config: TrainConfig, run_dir: Path) -> Fusi
                         "split(s); lower --patch-cells or add scenes.")
     train = [i for i, split in enumerate(splits) if split == "train"]
     sampler = PatchSampler([scenes[i] for i in train], [origins[i] for i in train], options.patch_cells,
-                           options.ice_threshold, counts["train"], config.seed)
+                           options.ice_threshold, counts["train"], config.seed, options.ice_target)
     size = options.patch_cells * scenes[0].ratio
     print(f"{len(scenes)} scenes (split {dict(zip(SPLITS, (splits.count(s) for s in SPLITS)))}); training draws "
           f"{counts['train']} patches of {size} px anew each epoch from {sum(map(len, sampler.origins))} places; "
-          f"validation and test: {counts['val']} and {counts['test']} patches. Land and no-data pixels are left out "
-          "of losses and scores", flush=True)
-    return FusionData(patches, sampler=sampler)
+          f"validation and test: {counts['val']} and {counts['test']} patches; the target: "
+          + ("the chart's concentration (SIC)" if options.ice_target == "sic" else
+             f"ice where SIC >= {options.ice_threshold} tenths")
+          + ". Land and no-data pixels are left out of losses and scores", flush=True)
+    return FusionData(patches, sampler=sampler, target=options.ice_target, threshold=options.ice_threshold)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy.ndimage import distance_transform_edt
+from sklearn.metrics import mean_squared_error, r2_score
 
 BAND_WIDTH = 3
 
@@ -84,6 +85,20 @@ def nearest_valid(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.zeros_like(mask)
     indices = distance_transform_edt(~valid, return_distances=False, return_indices=True)
     return mask[tuple(indices)]
+
+
+def concentration_scores(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> dict[str, float | None]:
+    """R² and RMSE (in percentage points) of predicted against true concentrations (0-1), over
+    the valid pixels of many (truth, predicted, valid) triples pooled, as the AutoICE challenge
+    scores SIC (Stokholm et al., 2024, "The AutoICE Challenge", The Cryosphere 18); R² is None
+    where the true concentration does not vary."""
+    truth = np.concatenate([t[v] if v is not None else t.ravel() for t, _, v in triples])
+    predicted = np.concatenate([p[v] if v is not None else p.ravel() for _, p, v in triples])
+    if not truth.size:
+        return {"sic_r2": None, "sic_rmse": None}
+    r2 = r2_score(truth, predicted, force_finite=False) if np.ptp(truth) > 0 else None
+    return {"sic_r2": None if r2 is None else float(r2),
+            "sic_rmse": float(100 * np.sqrt(mean_squared_error(truth, predicted)))}
 
 
 IOU_THRESHOLDS = np.arange(0.5, 0.951, 0.05)
