@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -37,10 +37,14 @@ class LoadedRun:
     config: dict
     path: Path
     amplitude_stats: tuple[float, float] | None = None  # seismic inputs z-scored with the training set's
+    chosen: dict = field(default_factory=dict)  # settings the run chose itself after training (metrics.json)
 
     def setting(self, name: str, default=None):
-        """A training setting of the run: from its task's block of options (``segment:
-        {stride: 32}``), else from the top (shared settings, and runs saved before the blocks)."""
+        """A training setting of the run: what the run chose after training (``empty_below:
+        auto`` becomes a number), else its task's block of options (``segment: {stride: 32}``),
+        else the top (shared settings, and runs saved before the blocks)."""
+        if name in self.chosen:
+            return self.chosen[name]
         block = self.config.get(self.config.get("task"))
         if isinstance(block, dict) and name in block:
             return block[name]
@@ -87,7 +91,8 @@ def load_run(source: str | Path, unsafe: bool = False, what: str = "model") -> L
     recorded = json.loads(metrics.read_text()) if metrics.is_file() else {}
     settings = yaml.safe_load(config.read_text()) or {} if config.is_file() else {}
     stats = (recorded.get("inputs") or {}).get("amplitude_stats")
-    return LoadedRun(model, recorded.get("class_names") or [], settings, model_path, tuple(stats) if stats else None)
+    return LoadedRun(model, recorded.get("class_names") or [], settings, model_path, tuple(stats) if stats else None,
+                     recorded.get("chosen") or {})
 
 
 def load_model(source: str | Path, unsafe: bool = False) -> LoadedModel:

@@ -18,8 +18,9 @@ from datasets.synthetic.seismic_salt import SHAPES, generate
 from datasets.tiles import blend_tiles, cut_tiles, tile_starts
 from models import build_model
 from models.losses import SEGMENTATION_LOSSES, boundary_distance, lovasz
-from training.tasks.segment.metrics import (boundary_band, competition_score, dice, grouped_scores, iou, mask_scores,
-                                             perimetric_similarity)
+from training.tasks.segment.metrics import (best_empty_below, boundary_band, competition_by_empty_below,
+                                            competition_score, dice, emptied_below, grouped_scores, iou, mask_scores,
+                                            perimetric_similarity)
 
 
 # --- synthetic sections and readers -------------------------------------------------------
@@ -440,8 +441,78 @@ def test_the_tgs_salt_preset_is_the_measured_command():
     from training.tasks import TASKS
 
     flags = ["--patch-size", "128", "--stride", "64", "--encoder-width", "16", "--full-resolution-skip",
-             "--epochs", "24", "--batch-size", "16", "--lr", "3e-3", "--no-deterministic"]
+             "--epochs", "24", "--batch-size", "16", "--lr", "3e-3", "--no-deterministic", "--tta", "--empty-below",
+             "auto"]
     preset = parse_config(["--task", "segment", "--preset", "tgs-salt"], TASKS).to_dict()
     flagged = parse_config(["--task", "segment", *flags], TASKS).to_dict()
     assert preset.pop("preset") == "tgs-salt" and flagged.pop("preset") == ""
     assert preset == flagged
+
+
+def _asymmetric_run(folder, flags: list[str], chosen: dict | None = None):
+    """A run folder holding a one-layer 'U-Net' whose 1x3 kernel looks left only, so a mirrored
+    section predicts differently; its config made with ``flags``, its metrics.json ``chosen``."""
+    import json
+
+    from training.config import parse_config
+    from training.tasks import TASKS
+
+    inputs = keras.Input((32, 32, 1))
+    layer = keras.layers.Conv2D(1, (1, 3), padding="same", name="look_left")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([3.0, 0.0, 0.0], "float32").reshape(1, 3, 1, 1), np.array([0.5], "float32")])
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    parse_config(["--task", "segment", "--patch-size", "32", "--stride", "16", *flags], TASKS).to_yaml(
+        folder / "config.yaml")
+    (folder / "metrics.json").write_text(json.dumps({"class_names": ["salt"], "chosen": chosen or {}}))
+    return model
+
+
+def test_mirrored_prediction_is_the_mean_of_the_view_and_its_mirror_mapped_back():
+    """Break tried: the mirrored view's output not mirrored back."""
+    from training.tasks.segment.inference import predict_batches
+
+    inputs = keras.Input((8, 8, 1))
+    layer = keras.layers.Conv2D(1, (1, 3), padding="same")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([1.0, 0.0, 0.0], "float32").reshape(1, 3, 1, 1), np.zeros(1, "float32")])
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    plain = model.predict(x, verbose=0)
+    expected = (plain + model.predict(x[:, :, ::-1], verbose=0)[:, :, ::-1]) / 2
+    np.testing.assert_allclose(predict_batches(model, x, 4, mirror=True), expected, atol=1e-6)
+    assert np.abs(expected - plain).max() > 0.1
+
+
+def test_the_smallest_area_that_best_scores_the_validation_sections_is_chosen():
+    """Salt-free sections with a speck of 8 pixels and sections with bodies of 60: emptying masks below 10
+    pixels rights every salt-free one and keeps every body; 25 and 50 score the same, and the smallest wins.
+    Break tried: the largest of the best areas (50)."""
+    speck, body = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    speck[3:5, 3:7] = True
+    body[10:16, 10:20] = True
+    pairs = [(np.zeros_like(speck), speck)] * 3 + [(body, body)] * 3
+    scores = competition_by_empty_below(pairs)
+    assert scores[0] == 0.5 and scores[10] == scores[25] == scores[50] == 1.0 and scores[100] == 0.5
+    assert best_empty_below(scores) == 10
+    assert not emptied_below(speck, 10).any() and emptied_below(body, 60).sum() == 60
+    assert best_empty_below(competition_by_empty_below([(body, body)])) == 0  # nothing to empty: no area
+
+
+def test_predict_uses_the_runs_mirroring_and_its_chosen_area(tmp_path):
+    """A run of ``--tta --empty-below auto`` predicts sections as its scores did: mirrored too, and masks
+    emptied below the area it chose on its validation sections (metrics.json). Break tried: training.predict
+    reading neither."""
+    from training.predict import main as predict_main
+    from training.tasks.segment import predict_section
+
+    section = np.random.default_rng(1).normal(size=(40, 48)).astype("float32")
+    np.save(tmp_path / "s.npy", section)
+    model = _asymmetric_run(tmp_path / "run", ["--tta", "--empty-below", "auto"], {"empty_below": 10 ** 6})
+    assert predict_main(["--model", str(tmp_path / "run"), "--section", str(tmp_path / "s.npy"),
+                         "--out", str(tmp_path / "out")]) == 0
+    probability = np.load(tmp_path / "out" / "s_probability.npy")
+    mirrored = predict_section(model, section, 32, 16, "patch", mirror=True)
+    np.testing.assert_allclose(probability, mirrored, atol=1e-6)
+    assert np.abs(mirrored - predict_section(model, section, 32, 16, "patch")).max() > 0.05
+    assert (probability > 0.5).any() and not np.load(tmp_path / "out" / "s_mask.npy").any()

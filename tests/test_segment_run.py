@@ -23,6 +23,7 @@ from explain.targets import RegionTarget
 from training.predict import main as predict_main
 from training.run import main as run_main
 from training.tasks.segment import predict_section
+from training.tasks.segment.metrics import EMPTY_BELOW_CANDIDATES, emptied_below
 
 EPOCHS = 2
 
@@ -58,7 +59,7 @@ def segment_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("logs")
     argv = ["--task", "segment", "--data", str(manifest), "--patch-size", "32", "--stride", "32",
             "--encoder-width", "8", "--epochs", str(EPOCHS), "--batch-size", "8", "--logdir", str(logdir),
-            "--run-name", "salt", "--split", "0.5,0.25,0.25"]
+            "--run-name", "salt", "--split", "0.5,0.25,0.25", "--tta", "--empty-below", "auto"]
     import contextlib
     import io
 
@@ -92,7 +93,9 @@ def test_metrics_json_scores_every_split_per_section(segment_run):
         for score in ("dice", "iou", "ps"):
             assert metrics[name][score] == pytest.approx(np.mean([s[score] for s in sections.values()]))
             assert 0 <= metrics[name][score] <= 1
-    assert metrics["ps_band_width"] == 3 and metrics["loss"] == "bce+dice"
+    assert metrics["ps_band_width"] == 3 and metrics["loss"] == "bce+dice" and metrics["tta"]
+    assert metrics["chosen"]["empty_below"] in EMPTY_BELOW_CANDIDATES  # auto: chosen on the validation sections
+    assert metrics["empty_below"] == metrics["chosen"]["empty_below"]
     pictures = sorted(p.stem for p in (segment_run["run"] / "sections").glob("*.png"))
     assert pictures == sorted(Path(s).stem for s in metrics["test"]["sections"])
 
@@ -122,7 +125,8 @@ def test_predict_writes_whole_section_results_equal_to_the_runs_scores(segment_r
     assert scores == pytest.approx({k: metrics["test"]["sections"][section][k] for k in ("dice", "iou", "ps")})
     probability = np.load(tmp_path / "out" / f"{stem}_probability.npy")
     assert probability.shape == (64, 80) and 0 <= probability.min() and probability.max() <= 1
-    np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{stem}_mask.npy"), probability > 0.5)
+    emptied = emptied_below(probability > 0.5, metrics["chosen"]["empty_below"])  # the run's own choice
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{stem}_mask.npy"), emptied)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "section_probability.npy"), probability, atol=1e-6)
     assert cv2.imread(str(tmp_path / "out" / f"{stem}.png")).shape[:2] == (64, 4 * 80 + 12)
 

@@ -33,7 +33,7 @@ from datasets.seismic import (NORMALIZATIONS, add_segy_arguments, finite_samples
 from datasets.survey import DIRECTIONS, add_share_argument, map_survey
 from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
-from training.tasks.segment.metrics import concentration_scores, mask_scores
+from training.tasks.segment.metrics import concentration_scores, emptied_below, mask_scores
 from training.tasks.segment import predict_section, section_picture
 
 
@@ -78,13 +78,13 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
     patch = int(run.model.inputs[0].shape[1])
     probability = predict_section(run.model, amplitude, patch, args.stride or run.setting("stride", patch // 2),
                                   args.normalize or run.setting("normalize", "patch"), args.batch_size,
-                                  verbose=1 if sys.stdout.isatty() else 0)
+                                  verbose=1 if sys.stdout.isatty() else 0, mirror=run.setting("tta", False))
     out, stem = Path(args.out), Path(section_path).stem
     out.mkdir(parents=True, exist_ok=True)
-    mask = probability > args.threshold
+    mask = emptied_below(probability > args.threshold, int(run.setting("empty_below", 0)))
     np.save(out / f"{stem}_probability.npy", probability)
     np.save(out / f"{stem}_mask.npy", mask)
-    write_image(out / f"{stem}.png", section_picture(amplitude, truth, probability))
+    write_image(out / f"{stem}.png", section_picture(amplitude, truth, probability, mask))
     if truth is None:
         return None
     scores = mask_scores(truth, mask)
@@ -128,12 +128,14 @@ def predict_cube(run, args: argparse.Namespace) -> Path:
     patch = int(run.model.inputs[0].shape[1])
     stride = args.stride or run.setting("stride", patch // 2)
     normalize = args.normalize or run.setting("normalize", "patch")
+    mirror = bool(run.setting("tta", False))
     model_file = run.path.resolve()
     signature = (f"salt probability of {model_file} ({model_file.stat().st_mtime}), patch {patch}, stride {stride}, "
-                 f"{normalize}")
+                 f"{normalize}" + (", mirrored too" if mirror else ""))
 
     def probability(section: np.ndarray) -> np.ndarray:
-        return predict_section(run.model, np.nan_to_num(section), patch, stride, normalize, args.batch_size)
+        return predict_section(run.model, np.nan_to_num(section), patch, stride, normalize, args.batch_size,
+                               mirror=mirror)
 
     return map_survey(args.cube, args.out, probability, signature, args.along, headers_from(args, run.setting),
                       share=args.share)

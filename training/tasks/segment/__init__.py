@@ -40,7 +40,8 @@ from models.metrics import ValidPixelIoU
 from training import summaries as tb
 from training.config import Preset, TaskOptions, TrainConfig, option
 from training.tasks.segment.inference import predict_batches
-from training.tasks.segment.metrics import BAND_WIDTH, grouped_scores, mask_scores
+from training.tasks.segment.metrics import (BAND_WIDTH, EMPTY_BELOW_CANDIDATES, best_empty_below,
+                                            competition_by_empty_below, emptied_below, grouped_scores, mask_scores)
 from training.tasks import Task, global_batch, register_task
 from training.tasks.segment.fusion import FusionData, is_fusion_model, prepare_fusion_data
 from training.tasks.segment.panels import error_panel, gray, strip
@@ -59,6 +60,8 @@ class SegmentationData:
     stride: int
     normalize: str
     class_names: list[str] = field(default_factory=lambda: ["salt"])
+    mirror: bool = False  # test-time augmentation: each patch also predicted mirrored
+    empty_below: int = 0  # a predicted mask of fewer pixels is emptied
     _patches: dict = field(default_factory=dict, repr=False)
 
     def items(self, split: str) -> list[LabelledSection]:
@@ -71,7 +74,8 @@ class SegmentationData:
         sections, such as 101-pixel TGS patches, do not each pay for a call of their own."""
         probabilities = []
         for group in _groups_of_patches(items, self.patch_size, self.stride, self.normalize):
-            logits = predict_batches(model, np.concatenate([patches for _, patches, _ in group]), batch_size)
+            logits = predict_batches(model, np.concatenate([patches for _, patches, _ in group]), batch_size,
+                                     mirror=self.mirror)
             start = 0
             for section, patches, origins in group:
                 probabilities.append(blended_probability(logits[start:start + len(patches)], origins,
@@ -80,11 +84,10 @@ class SegmentationData:
         return probabilities
 
     def picture(self, item: LabelledSection, probability: np.ndarray) -> np.ndarray:
-        return section_picture(item.amplitude, item.salt, probability)
+        return section_picture(item.amplitude, item.salt, probability, self.mask(probability))
 
-    @staticmethod
-    def mask(probability: np.ndarray) -> np.ndarray:
-        return probability > 0.5
+    def mask(self, probability: np.ndarray) -> np.ndarray:
+        return emptied_below(probability > 0.5, self.empty_below)
 
     def target_scores(self, items: list[LabelledSection], probabilities: list[np.ndarray]) -> dict:
         """Scores beyond the mask's: none for salt."""
@@ -97,8 +100,9 @@ class SegmentationData:
         return {"input_shape": (config.options.patch_size, config.options.patch_size, 1)}
 
     def settings(self, config: TrainConfig) -> dict:
-        """What metrics.json records about how the data were fed."""
-        return {"patch_size": self.patch_size, "stride": self.stride, "normalize": self.normalize}
+        """What metrics.json records about how the data were fed and predicted."""
+        return {"patch_size": self.patch_size, "stride": self.stride, "normalize": self.normalize, "tta": self.mirror,
+                "empty_below": self.empty_below}
 
     def patches(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """All patches of a split's sections and their salt masks, (N, P, P, 1) float32 each."""
@@ -164,7 +168,9 @@ def prepare_segmentation_data(source: Path, config: TrainConfig, run_dir: Path) 
     counts = {split: splits.count(split) for split in SPLITS}
     print(f"{len(sections)} labelled sections; split {counts}; {config.options.patch_size}-pixel patches every "
           f"{config.options.stride} pixels, z-scored per {config.options.normalize}", flush=True)
-    return SegmentationData(sections, config.options.patch_size, config.options.stride, config.options.normalize)
+    options = config.options
+    return SegmentationData(sections, options.patch_size, options.stride, options.normalize, mirror=options.tta,
+                            empty_below=0 if options.empty_below == "auto" else int(options.empty_below))
 
 
 PATCHES_PER_CALL = 2048  # bounds the memory of predicting many sections at once
@@ -186,11 +192,12 @@ def _groups_of_patches(items: list[LabelledSection], patch_size: int, stride: in
 
 
 def predict_section(model: keras.Model, amplitude: np.ndarray, patch_size: int, stride: int, normalize: str,
-                    batch_size: int = 16, verbose: int = 0) -> np.ndarray:
-    """Salt probability (H, W) of a whole section: overlapping patches predicted in batches and
-    blended with a window (:func:`datasets.tiles.blend_tiles`), so there are no seams."""
+                    batch_size: int = 16, verbose: int = 0, mirror: bool = False) -> np.ndarray:
+    """Salt probability (H, W) of a whole section: overlapping patches predicted in batches
+    (``mirror``: each also mirrored, :func:`predict_batches`) and blended with a window
+    (:func:`datasets.tiles.blend_tiles`), so there are no seams."""
     patches, origins, _ = section_patches(amplitude, patch_size, stride, normalize)
-    return blended_probability(predict_batches(model, patches, batch_size, verbose), origins, amplitude.shape)
+    return blended_probability(predict_batches(model, patches, batch_size, verbose, mirror), origins, amplitude.shape)
 
 
 def blended_probability(logits: np.ndarray, origins, shape: tuple[int, int]) -> np.ndarray:
@@ -198,13 +205,16 @@ def blended_probability(logits: np.ndarray, origins, shape: tuple[int, int]) -> 
     return blend_tiles(1 / (1 + np.exp(-logits[..., 0])), origins, shape)
 
 
-def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray) -> np.ndarray:
-    """Section, truth, prediction and error side by side as one RGB uint8 strip (the error
-    panel: missed salt blue, false salt red). Without a truth: section and prediction."""
+def section_picture(amplitude: np.ndarray, truth: np.ndarray | None, probability: np.ndarray,
+                    mask: np.ndarray | None = None) -> np.ndarray:
+    """Section, truth, prediction and the error of ``mask`` (default: probability above 0.5)
+    side by side as one RGB uint8 strip (the error panel: missed salt blue, false salt red).
+    Without a truth: section and prediction."""
     section = section_image(amplitude)
     if truth is None:
         return strip([section, gray(probability)])
-    return strip([section, gray(truth.astype(np.float32)), gray(probability), error_panel(truth, probability > 0.5)])
+    mask = probability > 0.5 if mask is None else mask
+    return strip([section, gray(truth.astype(np.float32)), gray(probability), error_panel(truth, mask)])
 
 
 class SectionScores(tb.SummaryCallback):
@@ -252,6 +262,12 @@ class SegmentOptions(TaskOptions):
     encoder_width: int = option(64, "filters of the U-Net encoder's first stage (64 is ResNet34; smaller is faster)")
     full_resolution_skip: bool = option(False, "give the U-Net's last decoder stage a skip at full resolution, which "
                                                "the thesis's ResNet34 stem lacks (for bodies a few pixels across)")
+    tta: bool = option(False, "salt: predict each patch also mirrored left-right and average the two (test-time "
+                              "augmentation) in the scores, and in training.predict")
+    empty_below: str = option("0", "salt: empty a predicted mask of fewer salt pixels than this (a few scattered "
+                                   "pixels are more often a false alarm on a salt-free patch); auto: chosen among "
+                                   f"{', '.join(map(str, EMPTY_BELOW_CANDIDATES))} on the validation sections after "
+                                   "training, by the competition score; training.predict uses the run's")
     iline_byte: int = option(189, "SEG-Y: the trace-header byte of the inline number (segyio's iline; 189 by the "
                                   "standard, e.g. 9 in older surveys)")
     xline_byte: int = option(193, "SEG-Y: the trace-header byte of the crossline number (segyio's xline; 193 by the "
@@ -271,6 +287,9 @@ class SegmentOptions(TaskOptions):
     mwr_variables: str = option("amsr2", "NetCDF sea-ice scenes: the coarse-grid variables fed to the model, "
                                          "comma-separated; amsr2 is all 14 AMSR2 brightness temperatures")
 
+    def __post_init__(self):
+        self.empty_below = str(self.empty_below)  # YAML gives a number, the command line a string
+
     def variables(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The SAR and coarse-grid variable names of NetCDF scenes."""
         return chosen_variables(self.sar_variables, self.mwr_variables)
@@ -286,6 +305,8 @@ class SegmentOptions(TaskOptions):
         problems += [f"ice_threshold={self.ice_threshold} must be 1..10 (tenths of concentration)"
                      ] if not 1 <= self.ice_threshold <= 10 else []
         problems += [f"patch_cells={self.patch_cells} must be >= 1"] if self.patch_cells < 1 else []
+        if self.empty_below != "auto" and not self.empty_below.isdigit():
+            problems.append(f"empty_below={self.empty_below!r} must be a number of pixels (0 or more) or auto")
         return problems + [f"{name}={getattr(self, name)} must be a trace-header byte in 1..237"
                            for name in ("iline_byte", "xline_byte") if not 1 <= getattr(self, name) <= 237]
 
@@ -303,16 +324,19 @@ class SegmentTask(Task):
     options = SegmentOptions
     presets = {"tgs-salt": Preset(
         "the recipe measured best here on the real 101-px TGS salt patches, about 12 minutes on 2 CPU cores "
-        "(docs/segment.md): one 128-px patch each, a narrow encoder with a full-resolution skip; measured without op "
-        "determinism",
+        "(docs/segment.md): one 128-px patch each, a narrow encoder with a full-resolution skip, mirrored "
+        "predictions averaged, and masks below an area chosen on the validation patches emptied; measured without "
+        "op determinism",
         {"patch_size": 128, "stride": 64, "encoder_width": 16, "full_resolution_skip": True, "epochs": 24,
-         "batch_size": 16, "lr": 3e-3, "deterministic": False})}
+         "batch_size": 16, "lr": 3e-3, "deterministic": False, "tta": True, "empty_below": "auto"})}
 
     def config_problems(self, config: TrainConfig) -> list[str]:
         if config.options.ice_target == "sic":
             return self._concentration_problems(config)
         if is_fusion_model(config.model):
-            return []  # scenes are fed whole: no patches
+            return [f"{name}={getattr(config.options, name)!r} applies to salt sections, not to sea-ice scenes"
+                    for name, default in (("tta", False), ("empty_below", "0"))
+                    if getattr(config.options, name) != default]
         problems = []
         if config.options.patch_size < 32 or config.options.patch_size % 32:
             problems.append(f"patch_size={config.options.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
@@ -356,13 +380,21 @@ class SegmentTask(Task):
     def evaluate(self, model: keras.Model, config: TrainConfig, data: SegmentData, run_dir: Path) -> dict:
         """Predicts every labelled section (or scene) whole; writes metrics.json (per item and
         the mean over each split's items) and ``sections/<name>.png`` pictures of the test ones."""
-        metrics = {}
+        metrics, chosen = {}, {}
         pictures = run_dir / "sections"
+        predictions = {split: data.predict(model, data.items(split), config.batch_size) for split in SPLITS}
+        if config.options.empty_below == "auto":
+            by_area = competition_by_empty_below(
+                [(item.truth, p > 0.5) for item, p in zip(data.items("val"), predictions["val"])])
+            chosen["empty_below"] = data.empty_below = best_empty_below(by_area)
+            chosen["val_competition_by_empty_below"] = by_area
+            print(f"empty_below: masks of fewer than {data.empty_below} salt pixels are emptied (chosen on the "
+                  "validation sections by the competition score: "
+                  + ", ".join(f"{area} px {score:.3f}" for area, score in by_area.items()) + ")", flush=True)
         for split in SPLITS:
             items = data.items(split)
             per_item, pairs = {}, []
-            predictions = data.predict(model, items, config.batch_size)
-            for item, probability in zip(items, predictions):
+            for item, probability in zip(items, predictions[split]):
                 pairs.append((item.truth, data.mask(probability), item.valid))
                 per_item[item.name] = {**mask_scores(*pairs[-1]), **data.target_scores([item], [probability]),
                                        "salt": bool(item.truth.any()), "predicted_salt": bool(pairs[-1][1].any())}
@@ -370,11 +402,11 @@ class SegmentTask(Task):
                     write_image(pictures / f"{Path(item.name).stem}.png", data.picture(item, probability))
             grouped = {name: None if isinstance(v, float) and np.isnan(v) else v
                        for name, v in grouped_scores(pairs).items()}
-            metrics[split] = {**grouped, **data.target_scores(items, predictions), "count": len(per_item),
+            metrics[split] = {**grouped, **data.target_scores(items, predictions[split]), "count": len(per_item),
                               "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
             {"class_names": data.class_names, "loss": config.options.resolved_loss(), "ps_band_width": BAND_WIDTH,
-             **data.settings(config), **metrics}, indent=2))
+             **data.settings(config), "chosen": chosen, **metrics}, indent=2))
         return {"class_names": data.class_names, **metrics}
 
     def final_scalars(self, metrics: dict) -> dict[str, float]:

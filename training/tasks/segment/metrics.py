@@ -114,6 +114,29 @@ def competition_score(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(iou(truth, predicted) > IOU_THRESHOLDS))
 
 
+EMPTY_BELOW_CANDIDATES = (0, 10, 25, 50, 100, 150, 200, 300)  # pixels
+
+
+def emptied_below(mask: np.ndarray, area: int) -> np.ndarray:
+    """The mask, or an empty one where it has fewer than ``area`` pixels: a few scattered salt
+    pixels are more often a false alarm on a salt-free patch than a body (the TGS competition's
+    usual post-processing)."""
+    return mask if mask.sum() >= area else np.zeros_like(mask)
+
+
+def competition_by_empty_below(pairs: list[tuple[np.ndarray, np.ndarray]],
+                               candidates=EMPTY_BELOW_CANDIDATES) -> dict[int, float]:
+    """The mean competition score of ``pairs`` (truth, predicted masks) with the predicted masks
+    emptied below each candidate area."""
+    return {int(area): float(np.mean([competition_score(truth, emptied_below(predicted, area))
+                                      for truth, predicted in pairs])) for area in candidates}
+
+
+def best_empty_below(scores: dict[int, float]) -> int:
+    """The smallest area of the best score of :func:`competition_by_empty_below`."""
+    return min(area for area, score in scores.items() if score == max(scores.values()))
+
+
 COVER_BANDS = (0.1, 0.3, 0.7, 1.0)  # upper edges of the bearing masks' cover bands: (0, 10 %], (10, 30 %], ...
 
 
