@@ -41,6 +41,7 @@ AMSR2_VARIABLES = tuple(f"btemp_{band}{polarisation}" for band in ("6_9", "7_3",
 CHART_FILL = 255  # land, or no chart
 TARGETS = ("ice", "sic")  # the study's ice/water map from the chart, or the chart's concentration itself
 MIN_VALID_SHARE = 0.5  # a patch with less of its chart valid (not land, charted) is not used
+OVERVIEW_SIDE = 1000  # pixels: the longer side of a whole scene's picture
 
 
 @dataclass
@@ -82,9 +83,27 @@ class Scene:
     def chart_window(self, row: int, col: int, size: int, name: str = "SIC") -> np.ndarray:
         return self._stack((name,), SAR_DIMS, row, col, size)[..., 0].astype(np.uint8)
 
-    def _stack(self, names: tuple[str, ...], dims: tuple[str, str], row: int, col: int, size: int) -> np.ndarray:
-        window = self.dataset[list(names)].isel({dims[0]: slice(row, row + size), dims[1]: slice(col, col + size)})
+    def _stack(self, names: tuple[str, ...], dims: tuple[str, str], row: int, col: int, size: int,
+               step: int = 1) -> np.ndarray:
+        window = self.dataset[list(names)].isel({dims[0]: slice(row, row + size, step),
+                                                 dims[1]: slice(col, col + size, step)})
         return np.stack([np.asarray(window[name].values, np.float32) for name in names], axis=-1)
+
+    def overview_step(self, largest: int = OVERVIEW_SIDE) -> int:
+        """The stride that brings the scene's longer side to at most ``largest`` pixels."""
+        return -(-max(self.shape) // largest)
+
+    def overview(self, threshold: int, step: int) -> FusionSample:
+        """Every ``step``-th SAR pixel of the whole scene (and the coarse grid, the chart's ice and
+        concentration at the same places), for a picture; a scene without a chart has no valid pixel."""
+        size = max(self.shape)
+        sar = self._stack(self.sar_variables, SAR_DIMS, 0, 0, size, step)
+        mwr = self._stack(self.mwr_variables, COARSE_DIMS, 0, 0, size, max(step // self.ratio, 1))
+        chart = (self._stack(("SIC",), SAR_DIMS, 0, 0, size, step)[..., 0].astype(np.uint8) if self.has_chart
+                 else np.full(sar.shape[:2], CHART_FILL, np.uint8))
+        ice, charted = ice_target(chart, threshold)
+        return FusionSample(self.path.name, np.nan_to_num(sar), np.nan_to_num(mwr), ice,
+                            valid=charted & np.isfinite(sar).all(axis=-1), concentration=concentration(chart))
 
     def close(self) -> None:
         self.dataset.close()

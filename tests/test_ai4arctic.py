@@ -16,11 +16,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from datasets.ai4arctic import (AMSR2_VARIABLES, CHART_FILL, SAR_VARIABLES, concentration, ice_from_concentration,
                                 ice_target, open_scene)
-from datasets.images import UnreadableImageError
+from datasets.images import UnreadableImageError, read_image
 from models.losses import SEGMENTATION_LOSSES, IgnoringInvalid
 from models.metrics import ValidPixelIoU
 from training.config import parse_config
 from training.tasks import TASKS
+from training.tasks.segment.fusion import INVALID_COLOUR
 from training.tasks.segment.metrics import concentration_scores, grouped_scores, mask_scores
 
 SIDE, RATIO = 64, 8
@@ -230,6 +231,9 @@ def test_a_whole_scene_is_predicted_tile_by_tile_into_npy_and_netcdf(scene_run, 
     expected = mask_scores(sic >= 2, probability > 0.5, sic != CHART_FILL)
     assert json.loads((tmp_path / "scene_0_scores.json").read_text()) == pytest.approx(expected)
     assert "scene_0.nc: dice" in capsys.readouterr().out
+    picture = read_image(tmp_path / "scene_0.png")  # SAR, radiometer, chart, prediction, error
+    assert picture.shape[:2] == (SIDE, 5 * SIDE + 4 * 4)
+    assert (picture[:, 2 * (SIDE + 4):2 * (SIDE + 4) + 16] == INVALID_COLOUR).all()  # the land, unscored
 
 
 def test_a_scene_on_another_grid_than_the_run_is_refused_by_name(scene_run, tmp_path, capsys):
@@ -382,6 +386,7 @@ def test_a_scene_without_a_chart_is_predicted_and_not_scored(scene_run, tmp_path
     assert predict_main(["--model", str(scene_run), "--scene", str(scene), "--out", str(tmp_path / "out")]) == 0
     assert np.load(tmp_path / "out" / "test_scene_probability.npy").shape == (SIDE, SIDE)
     assert not (tmp_path / "out" / "test_scene_scores.json").exists()
+    assert read_image(tmp_path / "out" / "test_scene.png").shape[:2] == (SIDE, 5 * SIDE + 4 * 4)
     assert "test_scene.nc: no mask to score against" in capsys.readouterr().out
 
 

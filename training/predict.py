@@ -5,7 +5,8 @@ Each section (SEG-Y, ``.npy``, 8/16-bit PNG/TIFF) is cut into overlapping patche
 run's patch size, predicted in batches and blended back without seams; the patch size,
 stride and normalisation are the run's unless given. Writes, per section, into ``--out``:
 ``<stem>_probability.npy`` (float32 salt probability), ``<stem>_mask.npy`` (bool, probability
-above ``--threshold``), ``<stem>.png`` (section, [truth,] prediction[, error]) and, when a
+above ``--threshold``, emptied below the run's ``empty_below``; predicted mirrored too for a run
+of ``--tta``), ``<stem>.png`` (section, [truth,] prediction[, error]) and, when a
 ``--mask`` is given, ``<stem>_scores.json`` (Dice, IoU, PS). ``--cube survey.sgy --out salt.sgy``
 predicts every inline (or crossline) of a 3D survey into a SEG-Y volume with the survey's own
 headers (:mod:`datasets.survey`).
@@ -35,6 +36,7 @@ from explain.loading import ExplainError, load_run
 from explain.sections import is_segmentation_model
 from training.tasks.segment.metrics import concentration_scores, emptied_below, mask_scores
 from training.tasks.segment import predict_section, section_picture
+from training.tasks.segment.fusion import fusion_picture
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene", nargs="+", help="a sea-ice (fusion_aspp) run: AI4Arctic NetCDF scene file(s), each "
                                                    "predicted whole, tile by tile; writes the ice probability (or, "
                                                    "for a run of --ice-target sic, the concentration) as .npy and as "
-                                                   "NetCDF with the scene's geolocation, and, where the scene has a "
-                                                   "SIC chart, Dice/IoU/PS (and R2, RMSE) over its valid pixels")
+                                                   "NetCDF with the scene's geolocation, a picture (SAR HH, "
+                                                   "radiometer, chart, prediction, error; at most 1000 px a side), "
+                                                   "and, where the scene has a SIC chart, Dice/IoU/PS (and R2, RMSE) "
+                                                   "over its valid pixels")
     parser.add_argument("--cube", help="a 3D SEG-Y survey instead: every inline (or crossline, --along) predicted and "
                                        "written as the SEG-Y --out (e.g. salt.sgy) with the survey's own headers, one "
                                        "line in memory at a time; a killed run started again goes on where it stopped")
@@ -93,32 +97,35 @@ def predict_file(run, section_path: str, mask_path: str | None, args: argparse.N
 
 
 def predict_scene_file(run, path: str, args: argparse.Namespace) -> dict:
-    """Predicts one NetCDF scene whole and writes its files; returns its scores against its chart.
+    """Predicts one NetCDF scene whole and writes its files and a picture of it (at most
+    ``OVERVIEW_SIDE`` pixels a side); returns its scores against its chart (none without one).
     A run that learnt the ice mask writes the ice probability (``<scene>_probability``); one that
     learnt the concentration writes it (``<scene>_concentration``, 0-1) and scores its R² and
     RMSE beside the ice mask it gives at the run's threshold."""
     scene = open_scene(path, *chosen_variables(run.setting("sar_variables", ",".join(SAR_VARIABLES)),
                                                run.setting("mwr_variables", "amsr2")), chart=False)
     threshold, regressed = run.setting("ice_threshold", 2), run.setting("ice_target", "ice") == "sic"
+    out, stem, kind = Path(args.out), Path(path).stem, "concentration" if regressed else "probability"
     try:
         prediction = predict_scene(run.model, scene, args.batch_size)
-        out, stem = Path(args.out), Path(path).stem
-        kind = "concentration" if regressed else "probability"
+        mask = ice_from_concentration(prediction, threshold) if regressed else prediction > args.threshold
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / f"{stem}_{kind}.npy", prediction)
         write_probability(out / f"{stem}_{kind}.nc", prediction, scene,
                           "sea_ice_concentration" if regressed else "ice_probability")
+        step = scene.overview_step()
+        overview = scene.overview(threshold, step)
         chart = scene.chart("SIC") if scene.has_chart else None
     finally:
         scene.close()
+    shown = overview.concentration if regressed else overview.truth.astype(np.float32)
+    write_image(out / f"{stem}.png", fusion_picture(overview, shown, prediction[::step, ::step], mask[::step, ::step]))
     if chart is None:
         return {}
     ice, valid = ice_target(chart, threshold)
+    scores = mask_scores(ice, mask, valid)
     if regressed:
-        scores = {**mask_scores(ice, ice_from_concentration(prediction, threshold), valid),
-                  **concentration_scores([(concentration(chart), prediction, valid)])}
-    else:
-        scores = mask_scores(ice, prediction > args.threshold, valid)
+        scores |= concentration_scores([(concentration(chart), prediction, valid)])
     (out / f"{stem}_scores.json").write_text(json.dumps(scores, indent=2))
     return scores
 
