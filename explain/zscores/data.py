@@ -3,8 +3,9 @@
 A two-source model (inputs ``sar`` and ``mwr``) reads a manifest ``sar,mwr[,mask]`` of ``.npy``
 arrays, or a folder of AI4Arctic NetCDF scenes, cut into patches of the model's size with their
 valid pixels (land and no-data are left out of the statistics); an image classifier reads a
-folder or manifest of images, resized (and cropped, for SedNet) as in training; a one-channel classifier reads seismic patches as amplitudes. ``synthetic:NAME`` (also the default: the run's own data) is the
-cached set the run was trained on.
+folder or manifest of images, resized (and cropped, for SedNet) as in training; a one-channel
+classifier reads seismic patches as amplitudes. ``synthetic:NAME`` (also the default: the run's
+own data) is the cached set the run was trained on (a two-source model's: its NetCDF scenes).
 """
 
 from __future__ import annotations
@@ -71,10 +72,9 @@ def scene_batches(run: LoadedRun, source: Path, batch_size: int, bad: list[dict]
     cells = int(run.model.input["mwr"].shape[1])
     variables = chosen_variables(run.setting("sar_variables", ",".join(SAR_VARIABLES)),
                                  run.setting("mwr_variables", "amsr2"))
-    chunk = []
+    threshold, chunk = run.setting("ice_threshold", 2), []
     for _, scene in read_each(scene_files(source)[:limit], bad, path_of=str,
                               read=lambda path: open_scene(path, *variables)):
-        threshold = run.setting("ice_threshold", 2)
         for patch in grid_patches(scene, patch_origins(scene, cells, threshold), cells, threshold):
             patch = patch.load()
             chunk.append((patch.inputs, patch.valid))

@@ -331,13 +331,11 @@ class SegmentTask(Task):
          "batch_size": 16, "lr": 3e-3, "deterministic": False, "tta": True, "empty_below": "auto"})}
 
     def config_problems(self, config: TrainConfig) -> list[str]:
-        if config.options.ice_target == "sic":
-            return self._concentration_problems(config)
+        problems = self._concentration_problems(config) if config.options.ice_target == "sic" else []
         if is_fusion_model(config.model):
-            return [f"{name}={getattr(config.options, name)!r} applies to salt sections, not to sea-ice scenes"
-                    for name, default in (("tta", False), ("empty_below", "0"))
-                    if getattr(config.options, name) != default]
-        problems = []
+            return problems + [f"{name}={getattr(config.options, name)!r} applies to salt sections, not to sea-ice "
+                               "scenes" for name, default in (("tta", False), ("empty_below", "0"))
+                               if getattr(config.options, name) != default]
         if config.options.patch_size < 32 or config.options.patch_size % 32:
             problems.append(f"patch_size={config.options.patch_size} must be a multiple of 32 (the U-Net halves it five times)")
         if not 1 <= config.options.stride <= config.options.patch_size:
@@ -382,8 +380,9 @@ class SegmentTask(Task):
         the mean over each split's items) and ``sections/<name>.png`` pictures of the test ones."""
         metrics, chosen = {}, {}
         pictures = run_dir / "sections"
-        predictions = {split: data.predict(model, data.items(split), config.batch_size) for split in SPLITS}
+        predictions = {}  # a split's predictions, held only while it is scored
         if config.options.empty_below == "auto":
+            predictions["val"] = data.predict(model, data.items("val"), config.batch_size)
             by_area = competition_by_empty_below(
                 [(item.truth, p > 0.5) for item, p in zip(data.items("val"), predictions["val"])])
             chosen["empty_below"] = data.empty_below = best_empty_below(by_area)
@@ -394,7 +393,8 @@ class SegmentTask(Task):
         for split in SPLITS:
             items = data.items(split)
             per_item, pairs = {}, []
-            for item, probability in zip(items, predictions[split]):
+            probabilities = predictions.pop(split, None) or data.predict(model, items, config.batch_size)
+            for item, probability in zip(items, probabilities):
                 pairs.append((item.truth, data.mask(probability), item.valid))
                 per_item[item.name] = {**mask_scores(*pairs[-1]), **data.target_scores([item], [probability]),
                                        "salt": bool(item.truth.any()), "predicted_salt": bool(pairs[-1][1].any())}
@@ -402,7 +402,7 @@ class SegmentTask(Task):
                     write_image(pictures / f"{Path(item.name).stem}.png", data.picture(item, probability))
             grouped = {name: None if isinstance(v, float) and np.isnan(v) else v
                        for name, v in grouped_scores(pairs).items()}
-            metrics[split] = {**grouped, **data.target_scores(items, predictions[split]), "count": len(per_item),
+            metrics[split] = {**grouped, **data.target_scores(items, probabilities), "count": len(per_item),
                               "sections": per_item}
         (run_dir / "metrics.json").write_text(json.dumps(
             {"class_names": data.class_names, "loss": config.options.resolved_loss(), "ps_band_width": BAND_WIDTH,
